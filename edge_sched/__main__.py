@@ -1,0 +1,3 @@
+from edge_sched.cli import main
+
+raise SystemExit(main())
