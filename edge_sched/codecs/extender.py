@@ -1,0 +1,191 @@
+"""kube-scheduler extender wire format (k8s.io/kube-scheduler/extender/v1).
+
+Those Go types carry no JSON tags, so the wire names are the Go field names and
+Go's decoder matches them case-insensitively. We accept any case on input and
+always answer with the exact Go names. Nodes offered as `Nodes.items` are
+echoed back untouched (kube-scheduler rebuilds node info from what we return),
+and we never name a node that was not offered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+
+class ExtenderInputError(ValueError):
+    """The request body is not a valid extender call; the message names the field."""
+
+
+def fold_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level keys lower-cased, as Go's case-insensitive field matching sees them."""
+    return {str(k).lower(): v for k, v in obj.items()}
+
+
+def _require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, Mapping):
+        raise ExtenderInputError(f"body: expected a JSON object, got {type(body).__name__}")
+    return fold_keys(body)
+
+
+@attrs.frozen
+class ExtenderArgs:
+    """Filter/prioritize arguments. Exactly one of the node forms is used."""
+
+    pod: Mapping[str, Any]
+    node_objects: tuple[Mapping[str, Any], ...] | None  # nodeCacheCapable: false
+    node_list: Mapping[str, Any] | None  # the NodeList as received, to echo back
+    node_names: tuple[str, ...] | None  # nodeCacheCapable: true
+
+    @property
+    def uses_node_objects(self) -> bool:
+        return self.node_objects is not None
+
+
+def parse_extender_args(body: Any) -> ExtenderArgs:
+    fields = _require_object(body)
+    pod = fields.get("pod")
+    if pod is None:
+        raise ExtenderInputError("Pod: required")
+    if not isinstance(pod, Mapping):
+        raise ExtenderInputError(f"Pod: expected an object, got {type(pod).__name__}")
+    nodes = fields.get("nodes")
+    names = fields.get("nodenames")
+    if nodes is not None:
+        if not isinstance(nodes, Mapping):
+            raise ExtenderInputError("Nodes: expected a NodeList object")
+        items = fold_keys(nodes).get("items") or []
+        if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+            raise ExtenderInputError("Nodes.items: expected a list of Node objects")
+        return ExtenderArgs(pod, tuple(items), nodes, None)
+    if names is None:
+        # Neither form given: an empty candidate list, answered as NodeNames.
+        return ExtenderArgs(pod, None, None, ())
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ExtenderInputError("NodeNames: expected a list of strings")
+    return ExtenderArgs(pod, None, None, tuple(names))
+
+
+def node_object_name(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata")
+    if isinstance(meta, Mapping) and isinstance(meta.get("name"), str):
+        return str(meta["name"])
+    return ""
+
+
+def filter_result(
+    args: ExtenderArgs,
+    passed: Iterable[str],
+    failed: Mapping[str, str],
+    unresolvable: Mapping[str, str],
+    error: str = "",
+) -> dict[str, Any]:
+    """ExtenderFilterResult in the same node form the request used."""
+    keep = set(passed)
+    result: dict[str, Any] = {
+        "Nodes": None,
+        "NodeNames": None,
+        "FailedNodes": dict(failed),
+        "FailedAndUnresolvableNodes": dict(unresolvable),
+        "Error": error,
+    }
+    if args.node_objects is not None:
+        items = [obj for obj in args.node_objects if node_object_name(obj) in keep]
+        node_list = dict(args.node_list or {})
+        node_list["items"] = items
+        result["Nodes"] = node_list
+    else:
+        result["NodeNames"] = [n for n in (args.node_names or ()) if n in keep]
+    return result
+
+
+def host_priority_list(scores: Mapping[str, int]) -> list[dict[str, Any]]:
+    return [{"Host": host, "Score": int(score)} for host, score in scores.items()]
+
+
+@attrs.frozen
+class BindingArgs:
+    pod_name: str
+    pod_namespace: str
+    pod_uid: str
+    node: str
+
+
+def parse_binding_args(body: Any) -> BindingArgs:
+    fields = _require_object(body)
+    values: dict[str, str] = {}
+    for go_name in ("PodName", "PodNamespace", "PodUID", "Node"):
+        value = fields.get(go_name.lower())
+        if value is None or value == "":
+            if go_name == "PodNamespace":
+                value = "default"
+            else:
+                raise ExtenderInputError(f"{go_name}: required")
+        if not isinstance(value, str):
+            raise ExtenderInputError(f"{go_name}: expected a string")
+        values[go_name] = value
+    return BindingArgs(values["PodName"], values["PodNamespace"], values["PodUID"], values["Node"])
+
+
+def binding_result(error: str = "") -> dict[str, str]:
+    return {"Error": error}
+
+
+@attrs.frozen
+class PreemptionArgs:
+    pod: Mapping[str, Any]
+    # node -> (victim pod UIDs, PDB violations)
+    victims: Mapping[str, tuple[tuple[str, ...], int]]
+
+
+def _victims(raw: Any, node: str, *, meta: bool) -> tuple[tuple[str, ...], int]:
+    field = "NodeNameToMetaVictims" if meta else "NodeNameToVictims"
+    if raw is None:
+        return (), 0
+    if not isinstance(raw, Mapping):
+        raise ExtenderInputError(f"{field}.{node}: expected an object")
+    victims = fold_keys(raw)
+    uids: list[str] = []
+    for i, pod in enumerate(victims.get("pods") or []):
+        if not isinstance(pod, Mapping):
+            raise ExtenderInputError(f"{field}.{node}.Pods[{i}]: expected an object")
+        if meta:
+            uid = fold_keys(pod).get("uid")
+        else:
+            md = pod.get("metadata")
+            uid = md.get("uid") if isinstance(md, Mapping) else None
+        if not isinstance(uid, str) or not uid:
+            raise ExtenderInputError(f"{field}.{node}.Pods[{i}]: UID required")
+        uids.append(uid)
+    violations = victims.get("numpdbviolations") or 0
+    if not isinstance(violations, int):
+        raise ExtenderInputError(f"{field}.{node}.NumPDBViolations: expected an integer")
+    return tuple(uids), violations
+
+
+def parse_preemption_args(body: Any) -> PreemptionArgs:
+    fields = _require_object(body)
+    pod = fields.get("pod")
+    if not isinstance(pod, Mapping):
+        raise ExtenderInputError("Pod: required")
+    victims: dict[str, tuple[tuple[str, ...], int]] = {}
+    for key, meta in (("nodenametometavictims", True), ("nodenametovictims", False)):
+        table = fields.get(key)
+        if table is None:
+            continue
+        if not isinstance(table, Mapping):
+            raise ExtenderInputError(f"{key}: expected an object")
+        for node, raw in table.items():
+            victims.setdefault(str(node), _victims(raw, str(node), meta=meta))
+    return PreemptionArgs(pod, victims)
+
+
+def preemption_result(victims: Mapping[str, tuple[tuple[str, ...], int]]) -> dict[str, Any]:
+    return {
+        "NodeNameToMetaVictims": {
+            node: {"Pods": [{"UID": uid} for uid in uids], "NumPDBViolations": violations}
+            for node, (uids, violations) in victims.items()
+        }
+    }
