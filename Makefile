@@ -1,0 +1,44 @@
+# One entry point for people and CI. Every target installs what it needs.
+#   make test   unit + end-to-end tests against a real local control plane
+#   make demo   local control plane + edge-sched + reporters + pods, results printed
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: test unit e2e demo deps kube-binaries system-packages clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+deps: $(STAMP) system-packages kube-binaries
+
+# Debian packages the tests run for real: Prometheus (live-load tests).
+system-packages:
+	@command -v prometheus >/dev/null || { \
+	  echo "installing Debian packages: prometheus"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
+# from pinned Go modules; ~10 min the first time on 2 cores, cached after.
+kube-binaries:
+	@tests/cluster/build-binaries.sh >/dev/null
+
+test: deps
+	$(PY) -m pytest -q
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+e2e: deps
+	$(PY) -m pytest -q tests/e2e
+
+demo: deps
+	$(PY) -m tests.cluster.demo
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

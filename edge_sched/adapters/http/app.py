@@ -1,0 +1,43 @@
+"""The Quart-trio application: blueprints under the API root, JSON errors.
+
+Every error page is JSON (`{"Error": ...}`), including 404, 405, 413 and the
+500 that only a bug can produce; no HTML and no traceback reach a client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Response
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from edge_sched.adapters.http.bodies import json_response
+from edge_sched.adapters.http.extender import extender_blueprint
+from edge_sched.adapters.http.ops import ops_blueprint
+from edge_sched.runtime.scheduler import Scheduler
+from edge_sched.runtime.status import DaemonStatus
+
+log = logging.getLogger(__name__)
+
+
+def create_app(scheduler: Scheduler, status: DaemonStatus) -> QuartTrio:
+    settings = scheduler.settings
+    app = QuartTrio("edge_sched")
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_bytes
+    root = settings.server.api_root
+    app.register_blueprint(extender_blueprint(scheduler), url_prefix=root)
+    app.register_blueprint(ops_blueprint(status, scheduler.cache), url_prefix=root)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        reason = {413: f"body larger than MAX_REQUEST_BYTES ({settings.server.max_request_bytes})"}
+        return json_response({"Error": reason.get(code, exc.description or exc.name)}, code)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error answering a request")
+        return json_response({"Error": f"internal error: {exc.__class__.__name__}"}, 500)
+
+    return app

@@ -1,0 +1,35 @@
+"""JSON request bodies and error answers shared by every HTTP blueprint.
+
+Bad input always gets a 4xx with a message naming the problem; nothing a
+client sends can produce a 500 or a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import Response, request
+
+
+class BadRequest(ValueError):
+    """The request is unusable; the message names the field and the reason."""
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    # allow_nan=False: NaN or Infinity must never reach a client as invalid JSON.
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    return Response(body, status=status, content_type="application/json")
+
+
+async def read_json() -> Any:
+    """The request body decoded as JSON, or BadRequest saying why not."""
+    raw = await request.get_data(as_text=False)
+    if not raw:
+        raise BadRequest("body: empty; expected a JSON object")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"body: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None

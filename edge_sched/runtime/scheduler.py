@@ -1,0 +1,237 @@
+"""The extender verbs, wired to the cache, the plan store and the API server.
+
+This module owns the order of things (decode, gather candidates, apply the
+pure rules, remember the plan, bind); the rules themselves live in `core/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from edge_sched.adapters.kube_client import KubeClient
+from edge_sched.codecs import extender as wire
+from edge_sched.codecs.kube_objects import ObjectError, node_from_object, pod_demand_from_object
+from edge_sched.core.filtering import FilterLimits, filter_node
+from edge_sched.core.model import Candidate, PlacedPod, PodDemand
+from edge_sched.core.scoring import ScoreWeights, best_node, score_nodes, to_extender_scores
+from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
+from edge_sched.runtime.cluster import ClusterCache
+from edge_sched.runtime.metrics import Metrics
+from edge_sched.runtime.plans import PlanStore, SchedulingPlan, ScoreDetail
+from edge_sched.settings import Settings
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_NODE_NOTE = "not in edge-sched's node cache; passed unchecked"
+
+
+@attrs.frozen
+class Gathered:
+    """Candidates for one call, plus per-node problems found on the way."""
+
+    candidates: list[Candidate]
+    invalid: dict[str, str]  # node -> why its object could not be used
+    unknown: list[str]  # NodeNames the cache does not know
+
+
+@attrs.define(eq=False)
+class Scheduler:
+    settings: Settings
+    cache: ClusterCache
+    plans: PlanStore
+    metrics: Metrics
+    kube: KubeClient | None = None
+    wall_clock: Callable[[], float] = time.time
+
+    # -- inputs --------------------------------------------------------------
+    def gather(self, args: wire.ExtenderArgs) -> Gathered:
+        candidates: list[Candidate] = []
+        invalid: dict[str, str] = {}
+        unknown: list[str] = []
+        if args.node_objects is not None:
+            for obj in args.node_objects:
+                name = wire.node_object_name(obj)
+                try:
+                    node = node_from_object(obj)
+                except ObjectError as exc:
+                    invalid[name or "?"] = f"invalid node object: {exc}"
+                    continue
+                candidates.append(self.cache.candidate(node))
+        else:
+            for name in args.node_names or ():
+                known = self.cache.nodes.get(name)
+                if known is None:
+                    unknown.append(name)
+                else:
+                    candidates.append(self.cache.candidate(known))
+        return Gathered(candidates, invalid, unknown)
+
+    @property
+    def limits(self) -> FilterLimits:
+        return FilterLimits(max_pods_per_node=self.settings.scheduler.max_pods_per_node)
+
+    # -- filter --------------------------------------------------------------
+    def filter(self, args: wire.ExtenderArgs) -> dict[str, Any]:
+        try:
+            pod = pod_demand_from_object(args.pod)
+        except ObjectError as exc:
+            # The pod itself is unusable: that is an error for the whole cycle,
+            # not a reason to fail any node.
+            return wire.filter_result(args, [], {}, {}, error=f"Pod: {exc}")
+        gathered = self.gather(args)
+        passed: list[str] = list(gathered.unknown)
+        failed: dict[str, str] = dict(gathered.invalid)
+        unresolvable: dict[str, str] = {}
+        for cand in gathered.candidates:
+            verdict = filter_node(pod, cand, self.limits)
+            if verdict.passed:
+                passed.append(cand.name)
+            elif verdict.unresolvable:
+                unresolvable[cand.name] = verdict.reason
+            else:
+                failed[cand.name] = verdict.reason
+        notes = tuple(f"{name}: {UNKNOWN_NODE_NOTE}" for name in gathered.unknown)
+        self.plans.record_filter(pod, frozenset(passed), notes)
+        return wire.filter_result(args, passed, failed, unresolvable)
+
+    # -- prioritize ----------------------------------------------------------
+    def prioritize(self, args: wire.ExtenderArgs) -> list[dict[str, Any]]:
+        try:
+            pod = pod_demand_from_object(args.pod)
+        except ObjectError as exc:
+            log.warning("prioritize: neutral scores for an undecodable pod: %s", exc)
+            names = [c.name for c in self.gather(args).candidates]
+            return wire.host_priority_list({n: 0 for n in names})
+        gathered = self.gather(args)
+        names = [c.name for c in gathered.candidates] + list(gathered.invalid) + gathered.unknown
+        if not self.settings.optimizer.enabled:
+            return wire.host_priority_list({n: 0 for n in names})
+        details = self._score(pod, gathered)
+        scores = {n: details[n].score if n in details else 0 for n in names}
+        return wire.host_priority_list(scores)
+
+    def _score(self, pod: PodDemand, gathered: Gathered) -> dict[str, ScoreDetail]:
+        opt = self.settings.optimizer
+        weights = ScoreWeights(cpu=opt.weight_cpu, memory=opt.weight_memory)
+        node_scores = score_nodes(pod, gathered.candidates, weights)
+        values = {s.node: s.value for s in node_scores}
+        ints = to_extender_scores(values)
+        details = {
+            s.node: ScoreDetail(ints[s.node], s.value, s.components) for s in node_scores
+        }
+        outcome = self.plans.filter_outcome(pod)
+        feasible = outcome.feasible if outcome is not None else frozenset(values)
+        notes = outcome.notes if outcome is not None else ()
+        now = self.wall_clock()
+        selected = best_node({n: v for n, v in values.items() if n in feasible})
+        self.plans.put(
+            SchedulingPlan(
+                pod=pod,
+                algorithm=opt.algorithm,
+                selected=selected,
+                scores=details,
+                feasible=feasible,
+                notes=notes,
+                created_at=now,
+                expires_at=now + self.settings.scheduler.plan_expiration_s,
+            )
+        )
+        return details
+
+    # -- bind ----------------------------------------------------------------
+    def _target_node(self, args: wire.BindingArgs) -> tuple[str, SchedulingPlan | None]:
+        key = f"{args.pod_namespace}/{args.pod_name}"
+        plan = self.plans.for_uid(key, args.pod_uid)
+        if (
+            self.settings.scheduler.bind_follow_plan
+            and plan is not None
+            and plan.selected
+            and plan.selected != args.node
+            and plan.selected in plan.feasible
+        ):
+            return plan.selected, plan
+        return args.node, plan
+
+    async def bind(self, args: wire.BindingArgs) -> dict[str, str]:
+        if self.kube is None:
+            self.metrics.binds.labels("standalone").inc()
+            return wire.binding_result(
+                "bind is unavailable in standalone mode: no Kubernetes cluster is configured"
+            )
+        node, plan = self._target_node(args)
+        try:
+            await self._ensure_node_exists(node)
+            await self.kube.request(
+                "POST",
+                f"/api/v1/namespaces/{args.pod_namespace}/pods/{args.pod_name}/binding",
+                body={
+                    "apiVersion": "v1",
+                    "kind": "Binding",
+                    # The UID is a precondition: a pod recreated under the same
+                    # name since kube-scheduler looked at it is not bound.
+                    "metadata": {
+                        "name": args.pod_name,
+                        "namespace": args.pod_namespace,
+                        "uid": args.pod_uid,
+                    },
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+                },
+            )
+        except KubeNotFound as exc:
+            self.metrics.binds.labels("not_found").inc()
+            return wire.binding_result(f"bind {args.pod_namespace}/{args.pod_name} to {node}: {exc}")
+        except KubeConflict as exc:
+            self.metrics.binds.labels("conflict").inc()
+            return wire.binding_result(f"bind {args.pod_namespace}/{args.pod_name} to {node}: {exc}")
+        except KubeError as exc:
+            self.metrics.binds.labels("error").inc()
+            return wire.binding_result(f"bind {args.pod_namespace}/{args.pod_name} to {node}: {exc}")
+        self.metrics.binds.labels("ok").inc()
+        requests: Mapping[str, int] = plan.pod.requests if plan is not None else {}
+        self.cache.assume(
+            PlacedPod(args.pod_uid, args.pod_namespace, args.pod_name, node, requests),
+            self.settings.kube.assumed_pod_ttl_s,
+        )
+        self.plans.remove(f"{args.pod_namespace}/{args.pod_name}")
+        if node != args.node:
+            self.metrics.plan_overrides.inc()
+            log.info(
+                "bound %s/%s to planned node %s instead of %s",
+                args.pod_namespace, args.pod_name, node, args.node,
+            )
+        return wire.binding_result()
+
+    async def _ensure_node_exists(self, node: str) -> None:
+        if node in self.cache.nodes:
+            return
+        assert self.kube is not None
+        try:
+            await self.kube.request("GET", f"/api/v1/nodes/{node}")
+        except KubeNotFound:
+            raise KubeNotFound(f"node {node!r} does not exist", 404) from None
+
+    # -- preempt -------------------------------------------------------------
+    def preempt(self, args: wire.PreemptionArgs) -> dict[str, Any]:
+        """Pass victims through, except on nodes no eviction can make fit.
+
+        A node failing an unresolvable rule (selector, affinity, a request larger
+        than the node) is dropped: evicting pods there would be pure damage.
+        """
+        try:
+            pod = pod_demand_from_object(args.pod)
+        except ObjectError:
+            return wire.preemption_result(args.victims)
+        keep: dict[str, tuple[tuple[str, ...], int]] = {}
+        for node, victims in args.victims.items():
+            info = self.cache.nodes.get(node)
+            if info is not None:
+                verdict = filter_node(pod, Candidate(node=info), self.limits)
+                if verdict.unresolvable:
+                    continue
+            keep[node] = victims
+        return wire.preemption_result(keep)

@@ -1,0 +1,180 @@
+"""The one nursery that runs the daemon (spec S2). Wiring only, no rules.
+
+Order: HTTP server, metrics server, then background services (reflectors,
+sweepers, later the UDP listener, poller, broadcaster and deployer), each under
+`supervise` so a crash is logged, counted and restarted with backoff and never
+takes the HTTP server down. SIGTERM/SIGINT: health turns 503, Hypercorn stops
+accepting and drains in-flight requests for SHUTDOWN_GRACE_PERIOD, then
+everything else is cancelled and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from functools import partial
+from collections.abc import Awaitable, Callable
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from edge_sched.adapters.http.app import create_app
+from edge_sched.adapters.metrics_http import metrics_app
+from edge_sched.adapters.kube_client import KubeClient, KubeTarget
+from edge_sched.adapters.kube_watch import ASSIGNED_PODS, NODES, ReflectorStatus, run_reflector
+from edge_sched.adapters.sd_notify import sd_notify
+from edge_sched.core.backoff import Backoff
+from edge_sched.runtime.cluster import ClusterCache, NodeSink, PodSink
+from edge_sched.runtime.metrics import Metrics, build_metrics
+from edge_sched.runtime.plans import PlanStore
+from edge_sched.runtime.scheduler import Scheduler
+from edge_sched.runtime.status import DRAINING, SERVING, DaemonStatus
+from edge_sched.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How long start-up waits for the first cache sync before serving anyway.
+STARTUP_SYNC_GRACE_S = 10.0
+PLAN_SWEEP_INTERVAL_S = 30.0
+
+
+@attrs.define(eq=False)
+class Daemon:
+    """Everything the services share; built once per `run`."""
+
+    settings: Settings
+    metrics: Metrics
+    cache: ClusterCache
+    scheduler: Scheduler
+    status: DaemonStatus
+    kube: KubeClient | None
+
+
+def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
+    metrics = build_metrics()
+    cache = ClusterCache()
+    plans = PlanStore(clock=time.time, expiration_s=settings.scheduler.plan_expiration_s)
+    kube = KubeClient(kube_target, settings.kube.request_timeout_s) if kube_target else None
+    scheduler = Scheduler(settings=settings, cache=cache, plans=plans, metrics=metrics, kube=kube)
+    status = DaemonStatus(kube_source=kube_target.source if kube_target else "")
+    return Daemon(settings, metrics, cache, scheduler, status, kube)
+
+
+async def supervise(
+    name: str, service: Callable[[], Awaitable[object]], metrics: Metrics, backoff: Backoff
+) -> None:
+    """Run `service` forever, restarting it with backoff when it fails."""
+    while True:
+        try:
+            await service()
+            log.warning("service %s returned; restarting it", name)
+        except Exception:
+            log.exception("service %s crashed; restarting it", name)
+        metrics.service_restarts.labels(name).inc()
+        await trio.sleep(backoff.next_delay())
+
+
+def _hypercorn_config(settings: Settings, port: int, *, tls: bool) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"{settings.server.host}:{port}"]
+    config.graceful_timeout = settings.server.shutdown_grace_s
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    server = settings.server
+    if tls and server.tls_cert_file:
+        config.certfile = server.tls_cert_file
+        config.keyfile = server.tls_key_file
+        if server.tls_client_ca_file:
+            # kube-scheduler's extender tlsConfig presents a client certificate.
+            import ssl
+
+            config.ca_certs = server.tls_client_ca_file
+            config.verify_mode = ssl.CERT_REQUIRED
+    return config
+
+
+async def _watch_signals(shutdown: trio.Event, status: DaemonStatus, root: trio.CancelScope, grace_s: float) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s; draining for up to %.1fs", signal.Signals(signum).name, grace_s)
+            status.phase = DRAINING
+            shutdown.set()
+            # A hard stop for anything that ignores the graceful path.
+            root.deadline = min(root.deadline, trio.current_time() + grace_s + 1.5)
+            return
+
+
+async def _mark_serving(daemon: Daemon) -> None:
+    if daemon.kube is not None:
+        with trio.move_on_after(STARTUP_SYNC_GRACE_S):
+            while not daemon.cache.synced:
+                await daemon.cache.wait_changed()
+        if not daemon.cache.synced:
+            log.warning("cache not synced after %.0fs; serving anyway", STARTUP_SYNC_GRACE_S)
+    daemon.status.phase = SERVING
+    sd_notify("READY=1")
+    log.info("serving (%s)", daemon.status.kubernetes())
+
+
+async def _sweep_plans(daemon: Daemon) -> None:
+    while True:
+        await trio.sleep(PLAN_SWEEP_INTERVAL_S)
+        daemon.scheduler.plans.sweep()
+        daemon.metrics.cache_nodes.set(len(daemon.cache.nodes))
+        daemon.metrics.cache_pods.set(len(daemon.cache.pods))
+
+
+async def run_daemon(
+    settings: Settings,
+    kube_target: KubeTarget | None,
+    *,
+    task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    daemon = build_daemon(settings, kube_target)
+    shutdown = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            root = nursery.cancel_scope
+            nursery.start_soon(_watch_signals, shutdown, daemon.status, root, settings.server.shutdown_grace_s)
+            app = create_app(daemon.scheduler, daemon.status)
+            http = _hypercorn_config(settings, settings.server.port, tls=True)
+
+            async def serve_http(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+                await serve(app, http, shutdown_trigger=shutdown.wait, task_status=task_status)
+                root.cancel()  # the API has drained: stop everything else
+
+            bound = await nursery.start(serve_http)
+            log.info("extender API on %s%s", ", ".join(bound), settings.server.api_root)
+            if settings.metrics.enabled:
+                metrics_http = _hypercorn_config(settings, settings.metrics.port, tls=False)
+                metrics_bound = await nursery.start(
+                    partial(serve, metrics_app(daemon.metrics.registry), metrics_http, shutdown_trigger=shutdown.wait)
+                )
+                log.info("metrics on %s/metrics", ", ".join(metrics_bound))
+            if daemon.kube is not None:
+                _start_reflectors(nursery, daemon)
+            nursery.start_soon(supervise, "plan-sweeper", lambda: _sweep_plans(daemon), daemon.metrics, Backoff())
+            nursery.start_soon(_mark_serving, daemon)
+            task_status.started(daemon)
+    finally:
+        if daemon.kube is not None:
+            with trio.move_on_after(1, shield=True):
+                await daemon.kube.aclose()
+    log.info("stopped")
+
+
+def _start_reflectors(nursery: trio.Nursery, daemon: Daemon) -> None:
+    assert daemon.kube is not None
+    kube = daemon.kube
+    backoff_max = daemon.settings.kube.watch_backoff_max_s
+    for target, sink in ((NODES, NodeSink(daemon.cache)), (ASSIGNED_PODS, PodSink(daemon.cache))):
+        status = ReflectorStatus()
+        daemon.status.reflectors[target.kind] = status
+
+        async def reflect(target=target, sink=sink, status=status) -> None:  # type: ignore[no-untyped-def]
+            await run_reflector(kube, target, sink, status, Backoff(max_s=backoff_max))
+
+        nursery.start_soon(supervise, f"{target.kind}-reflector", reflect, daemon.metrics, Backoff(max_s=backoff_max))

@@ -1,0 +1,225 @@
+"""The extender verbs end to end in-process: cache + rules + plans + bind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+
+from edge_sched.codecs import extender as wire
+from edge_sched.core.model import NodeInfo, PlacedPod
+from edge_sched.errors import KubeConflict, KubeNotFound
+from edge_sched.runtime.cluster import ClusterCache
+from edge_sched.runtime.metrics import build_metrics
+from edge_sched.runtime.plans import PlanStore
+from edge_sched.runtime.scheduler import Scheduler
+from edge_sched.settings import Settings
+
+GI = 1024**3
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeKube:
+    """Records calls; answers like the API server would."""
+
+    def __init__(self, nodes: set[str], pods: dict[str, str]) -> None:
+        self.nodes = nodes
+        self.pods = pods  # "ns/name" -> uid
+        self.bindings: list[tuple[str, str]] = []
+
+    async def request(self, method: str, path: str, *, params: Any = None, body: Any = None) -> dict[str, Any]:
+        parts = path.strip("/").split("/")
+        if method == "GET" and parts[:3] == ["api", "v1", "nodes"]:
+            if parts[3] not in self.nodes:
+                raise KubeNotFound(f'nodes "{parts[3]}" not found', 404)
+            return {}
+        if method == "POST" and parts[-1] == "binding":
+            key = f"{parts[3]}/{parts[5]}"
+            if key not in self.pods:
+                raise KubeNotFound(f"pods {key} not found", 404)
+            if self.pods[key] != body["metadata"]["uid"]:
+                raise KubeConflict("Precondition failed: UID in precondition", 409)
+            self.bindings.append((key, body["target"]["name"]))
+            return {}
+        raise AssertionError(f"unexpected {method} {path}")
+
+
+def make(settings: Settings | None = None, kube: FakeKube | None = None) -> tuple[Scheduler, Clock]:
+    clock = Clock()
+    cache = ClusterCache(clock=clock)
+    cfg = settings or Settings()
+    plans = PlanStore(clock=clock, expiration_s=cfg.scheduler.plan_expiration_s)
+    sched = Scheduler(cfg, cache, plans, build_metrics(), kube, wall_clock=clock)  # type: ignore[arg-type]
+    cache.replace_nodes(
+        [
+            NodeInfo("node-a", {"cpu": 4000, "memory": 8 * GI, "pods": 110}, {"zone": "z1"}),
+            NodeInfo("node-b", {"cpu": 4000, "memory": 8 * GI, "pods": 110}, {"zone": "z2"}),
+        ]
+    )
+    cache.replace_pods(
+        [
+            PlacedPod("x1", "default", "busy-a", "node-a", {"cpu": 2000}),
+            PlacedPod("x2", "default", "busy-b", "node-b", {"cpu": 3000}),
+        ]
+    )
+    return sched, clock
+
+
+def pod(cpu: str, name: str = "p1", uid: str = "u-1", **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default", "uid": uid},
+        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}], **spec},
+    }
+
+
+def test_filter_no_node_fits_answers_reasons_not_error() -> None:
+    # C03 A
+    sched, _ = make()
+    result = sched.filter(wire.parse_extender_args({"Pod": pod("4"), "Nodes": None, "NodeNames": ["node-a", "node-b"]}))
+    assert result == {
+        "Nodes": None,
+        "NodeNames": [],
+        "FailedNodes": {
+            "node-a": "insufficient cpu (need 4, free 2)",
+            "node-b": "insufficient cpu (need 4, free 1)",
+        },
+        "FailedAndUnresolvableNodes": {},
+        "Error": "",
+    }
+
+
+def test_filter_empty_candidate_list() -> None:
+    # C03 B
+    sched, _ = make()
+    result = sched.filter(wire.parse_extender_args({"Pod": pod("1"), "Nodes": None, "NodeNames": []}))
+    assert result["NodeNames"] == [] and result["FailedNodes"] == {} and result["Error"] == ""
+
+
+def test_filter_node_objects_pass_through_intact() -> None:
+    # C04 with cache facts: node-a is known; the object offered is echoed untouched.
+    sched, _ = make()
+    node_a = {"metadata": {"name": "node-a", "labels": {"zone": "z1"}},
+              "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}}
+    node_c = {"metadata": {"name": "node-c"}, "status": {"allocatable": {"cpu": "500m", "memory": "1Gi"}}}
+    result = sched.filter(wire.parse_extender_args({"Pod": pod("1"), "NodeNames": None, "Nodes": {"items": [node_a, node_c]}}))
+    assert result["Nodes"]["items"] == [node_a]
+    assert result["FailedAndUnresolvableNodes"] == {"node-c": "insufficient cpu (need 1, free 500m)"}
+    # What the cache knows about pods on node-a still counts: 2 of 4 cores are taken.
+    big = sched.filter(wire.parse_extender_args({"Pod": pod("3"), "Nodes": {"items": [node_a]}}))
+    assert big["FailedNodes"] == {"node-a": "insufficient cpu (need 3, free 2)"}
+
+
+def test_filter_invalid_pod_quantity_is_an_error_not_a_node_failure() -> None:
+    sched, _ = make()
+    result = sched.filter(wire.parse_extender_args({"Pod": pod("1b"), "NodeNames": ["node-a"]}))
+    assert result["NodeNames"] == [] and result["FailedNodes"] == {}
+    assert result["Error"].startswith("Pod: spec.containers[0].resources.requests.cpu")
+
+
+def test_unknown_node_names_pass_and_are_noted() -> None:
+    sched, _ = make()
+    args = wire.parse_extender_args({"Pod": pod("1"), "NodeNames": ["node-a", "ghost"]})
+    assert sched.filter(args)["NodeNames"] == ["node-a", "ghost"]
+    scores = {h["Host"]: h["Score"] for h in sched.prioritize(args)}
+    assert scores == {"node-a": 10, "ghost": 0}
+    plan = sched.plans.get("default/p1")
+    assert plan is not None and any("ghost" in n for n in plan.notes)
+
+
+def test_prioritize_prefers_emptier_node_and_stores_plan() -> None:
+    sched, _ = make()
+    args = wire.parse_extender_args({"Pod": pod("500m"), "NodeNames": ["node-a", "node-b"]})
+    sched.filter(args)
+    scores = sched.prioritize(args)
+    assert scores == [{"Host": "node-a", "Score": 10}, {"Host": "node-b", "Score": 0}]
+    plan = sched.plans.get("default/p1")
+    assert plan is not None and plan.selected == "node-a"
+    assert plan.to_json()["scores"]["node-a"]["components"]["cpu_free"] == pytest.approx(0.375)
+
+
+def test_optimizer_disabled_scores_zero() -> None:
+    settings = Settings()
+    settings = attrs.evolve(settings, optimizer=attrs.evolve(settings.optimizer, enabled=False))
+    sched, _ = make(settings)
+    args = wire.parse_extender_args({"Pod": pod("500m"), "NodeNames": ["node-a", "node-b"]})
+    assert [h["Score"] for h in sched.prioritize(args)] == [0, 0]
+
+
+def test_plan_expires() -> None:
+    sched, clock = make()
+    sched.prioritize(wire.parse_extender_args({"Pod": pod("500m"), "NodeNames": ["node-a"]}))
+    clock.now += 299
+    assert sched.plans.get("default/p1") is not None
+    clock.now += 2
+    assert sched.plans.get("default/p1") is None
+
+
+async def test_bind_follows_unexpired_plan_and_assumes_pod() -> None:
+    kube = FakeKube({"node-a", "node-b"}, {"default/p1": "u-1"})
+    sched, _ = make(kube=kube)
+    args = wire.parse_extender_args({"Pod": pod("1"), "NodeNames": ["node-a", "node-b"]})
+    sched.filter(args)
+    sched.prioritize(args)
+    result = await sched.bind(wire.BindingArgs("p1", "default", "u-1", "node-b"))
+    assert result == {"Error": ""}
+    assert kube.bindings == [("default/p1", "node-a")]  # the plan's choice
+    assert sched.cache.load("node-a").requested["cpu"] == 3000  # assumed until the watch shows it
+    assert sched.plans.get("default/p1") is None  # a used plan is removed
+
+
+async def test_bind_without_plan_follows_scheduler_and_assumed_pod_expires() -> None:
+    kube = FakeKube({"node-a", "node-b"}, {"default/p1": "u-1"})
+    sched, clock = make(kube=kube)
+    assert await sched.bind(wire.BindingArgs("p1", "default", "u-1", "node-b")) == {"Error": ""}
+    assert kube.bindings == [("default/p1", "node-b")]
+    assert sched.cache.load("node-b").pod_count == 2
+    clock.now += 31
+    assert sched.cache.load("node-b").pod_count == 1
+
+
+async def test_bind_does_not_follow_plan_when_disabled() -> None:
+    kube = FakeKube({"node-a", "node-b"}, {"default/p1": "u-1"})
+    settings = Settings()
+    settings = attrs.evolve(settings, scheduler=attrs.evolve(settings.scheduler, bind_follow_plan=False))
+    sched, _ = make(settings, kube)
+    args = wire.parse_extender_args({"Pod": pod("1"), "NodeNames": ["node-a", "node-b"]})
+    sched.filter(args)
+    sched.prioritize(args)
+    await sched.bind(wire.BindingArgs("p1", "default", "u-1", "node-b"))
+    assert kube.bindings == [("default/p1", "node-b")]
+
+
+async def test_bind_errors_change_nothing() -> None:
+    kube = FakeKube({"node-a"}, {"default/p1": "u-1"})
+    sched, _ = make(kube=kube)
+    sched.cache.delete_node("node-b")
+    missing = await sched.bind(wire.BindingArgs("p1", "default", "u-1", "node-zz"))
+    assert "node 'node-zz' does not exist" in missing["Error"]
+    wrong_uid = await sched.bind(wire.BindingArgs("p1", "default", "u-OLD", "node-a"))
+    assert "Precondition failed" in wrong_uid["Error"]
+    assert kube.bindings == []
+    assert sched.cache.load("node-a").pod_count == 1
+
+
+async def test_bind_in_standalone_mode_is_a_clear_error() -> None:
+    sched, _ = make()
+    result = await sched.bind(wire.BindingArgs("p1", "default", "u-1", "node-a"))
+    assert "standalone mode" in result["Error"]
+
+
+def test_preempt_drops_nodes_where_eviction_cannot_help() -> None:
+    sched, _ = make()
+    body = {
+        "Pod": pod("1", nodeSelector={"zone": "z1"}),
+        "NodeNameToMetaVictims": {"node-a": {"Pods": [{"UID": "x1"}]}, "node-b": {"Pods": [{"UID": "x2"}]}},
+    }
+    result = sched.preempt(wire.parse_preemption_args(body))
+    assert result == {"NodeNameToMetaVictims": {"node-a": {"Pods": [{"UID": "x1"}], "NumPDBViolations": 0}}}
