@@ -47,6 +47,13 @@ def _extender_url(loaded: LoadedSettings) -> str:
     return f"{scheme}://{host}:{server.port}{server.api_root}"
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 def _run(loaded: LoadedSettings) -> int:
     from edge_sched.adapters.kube_client import load_kube_target
     from edge_sched.runtime.supervisor import run_daemon
@@ -63,7 +70,7 @@ def _run(loaded: LoadedSettings) -> int:
         trio.run(run_daemon, settings, target)
     except* OSError as group:
         code = 1
-        for exc in group.exceptions:
+        for exc in _leaves(group):
             if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
                 print(f"edge-sched: cannot listen: address already in use ({exc})", file=sys.stderr)
             else:

@@ -28,7 +28,8 @@ async def read_json() -> Any:
     if not raw:
         raise BadRequest("body: empty; expected a JSON object")
     try:
-        return json.loads(raw)
+        # Decode explicitly: json.loads(bytes) would also guess UTF-16/32.
+        return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise BadRequest(f"body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
