@@ -1,4 +1,4 @@
-"""Checks of the deployment artifacts: manifests/, systemd/ and the container recipe (spec S12, S4, S3).
+"""Checks of the deployment artifacts: manifests/, systemd/, the image recipe (spec S12, S4, S3).
 
 These are static checks that run in well under a second each: YAML parses, the ConfigMaps carry
 every seed variable with the seed's default, the ClusterRole grants exactly the verbs the daemon
@@ -34,10 +34,11 @@ CONTAINERFILE = MANIFESTS / "image" / "Containerfile"
 
 EXPOSURE_TARGET = 2.0
 
-# Every variable of the seed guide's tables (docs/seed: "环境变量完整列表", "算力度量服务配置",
-# "资源状态服务配置") with its default, as strings the way a ConfigMap holds them.  The one deliberate
-# difference is UDP_SERVICE_PORT: the spec (S3) fixes the report listener at 8001, not the 8889 of
-# the seed's summary table.  test_seed_table_matches_the_guide re-reads the guide when it is found.
+# Every variable of the seed guide's tables (shared/seed: "环境变量完整列表",
+# "算力度量服务配置", "资源状态服务配置") with its default, as strings the way a ConfigMap holds
+# them.  The one deliberate difference is UDP_SERVICE_PORT: the spec (S3) fixes the report
+# listener at 8001, not the 8889 of the seed's summary table.  test_seed_table_matches_the_guide
+# re-reads the guide when it is found.
 SEED_DEFAULTS: dict[str, str] = {
     "USE_SERVICE_ACCOUNT": "true",
     "KUBE_NAMESPACE": "edge-scheduler",
@@ -105,23 +106,23 @@ SPEC_OVERRIDES = {"UDP_SERVICE_PORT": "8001"}  # spec S3
 
 # What the daemon does against the API server (spec S4), as (apiGroup, resource, verb).  The
 # ClusterRole must grant exactly this: a new permission means a new code path and a change here.
-DAEMON_PERMISSIONS: set[tuple[str, str, str]] = {
+DAEMON_CLUSTER_PERMISSIONS: set[tuple[str, str, str]] = {
     *{("", "nodes", v) for v in ("get", "list", "watch")},
     *{("", "pods", v) for v in ("get", "list", "watch", "delete")},
     ("", "pods/binding", "create"),
     *{(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch", "update")},
-    *{
-        ("", "configmaps", v)
-        for v in ("get", "list", "watch", "create", "update", "patch", "delete")
-    },
     *{("batch", "jobs", v) for v in ("get", "list", "watch", "create", "delete")},
     *{("apps", "deployments", v) for v in ("get", "list", "watch", "create", "delete")},
     *{("metrics.k8s.io", "nodes", v) for v in ("get", "list")},
 }
+# ... and in its own namespace (KUBE_NAMESPACE) only: one ConfigMap of state per task plan.
+DAEMON_NAMESPACE_PERMISSIONS: set[tuple[str, str, str]] = {
+    ("", "configmaps", v) for v in ("get", "list", "watch", "create", "update", "patch", "delete")
+}
 
 # Roles that must never be bound by anything in manifests/.
 FORBIDDEN_ROLES = {"cluster-admin", "admin", "edit", "system:masters"}
-# The only roles the second kube-scheduler's account may be bound to (see manifests/scheduler/rbac.yaml).
+# The only roles the second kube-scheduler's account may be bound to (scheduler/rbac.yaml).
 SCHEDULER_ROLES = {
     ("ClusterRole", "system:kube-scheduler"),
     ("ClusterRole", "system:volume-scheduler"),
@@ -174,6 +175,7 @@ def find(kind: str, name: str) -> dict[str, Any]:
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
+    """KEY=value lines; a value may be wrapped in single or double quotes (taken literally)."""
     values = {}
     for raw in text.splitlines():
         line = raw.strip()
@@ -181,7 +183,10 @@ def parse_dotenv(text: str) -> dict[str, str]:
             continue
         key, sep, value = line.partition("=")
         assert sep, f"not KEY=value: {raw!r}"
-        values[key.strip()] = value.strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
     return values
 
 
@@ -259,6 +264,8 @@ def test_base_holds_the_whole_daemon() -> None:
         ("ServiceAccount", "edge-scheduler"),
         ("ClusterRole", "edge-scheduler"),
         ("ClusterRoleBinding", "edge-scheduler"),
+        ("Role", "edge-scheduler"),
+        ("RoleBinding", "edge-scheduler"),
         ("ConfigMap", "edge-scheduler-config"),
         ("Deployment", "edge-scheduler"),
         ("Service", "edge-scheduler"),
@@ -286,14 +293,40 @@ def test_env_file_configmap_has_every_seed_key_with_seed_default() -> None:
     assert values == find("ConfigMap", "edge-scheduler-config")["data"]
 
 
-def test_systemd_env_example_lists_every_seed_key() -> None:
+def systemd_env_example() -> dict[str, str]:
+    """Every KEY=value of the example, commented out or not."""
     text = (SYSTEMD / "edge-sched.env.example").read_text(encoding="utf-8")
-    listed = dict(re.findall(r"^#?([A-Z][A-Z0-9_]+)=(.*)$", text, flags=re.MULTILINE))
+    lines = re.findall(r"^#?([A-Z][A-Z0-9_]+=.*)$", text, flags=re.MULTILINE)
+    return parse_dotenv("\n".join(lines))
+
+
+def test_systemd_env_example_lists_every_seed_key() -> None:
+    listed = systemd_env_example()
     for key, default in SEED_DEFAULTS.items():
         if key == "USE_SERVICE_ACCOUNT":  # off on an edge host: there is no in-cluster token
             assert listed[key] == "false"
             continue
         assert listed.get(key) == default, f"{key}: {listed.get(key)!r} != seed {default!r}"
+
+
+def test_configmaps_match_the_daemons_key_table() -> None:
+    """Every key the daemon has (edge_sched.settings.KEYS) is in both ConfigMap variants and the
+    systemd example with its built-in default, unless it is unset by default; nothing else is."""
+    settings = pytest.importorskip("edge_sched.settings")
+    keys = {k.env: k for k in settings.KEYS}
+    with_default = {env for env, k in keys.items() if k.default is not None}
+    data = find("ConfigMap", "edge-scheduler-config")["data"]
+    dotenv = parse_dotenv(find("ConfigMap", "edge-scheduler-env-config")["data"][".env"])
+    for name, values in (("ConfigMap", data), (".env ConfigMap", dotenv)):
+        assert set(values) <= set(keys), f"{name}: unknown keys {sorted(set(values) - set(keys))}"
+        assert with_default <= set(values), f"{name}: missing {sorted(with_default - set(values))}"
+        for env, raw in values.items():
+            assert keys[env].kind.parse(raw) == keys[env].default, f"{name}: {env}={raw!r}"
+        settings.Settings.from_env(values)  # the daemon accepts it as a whole
+    example = systemd_env_example()
+    assert set(example) <= set(keys), sorted(set(example) - set(keys))
+    assert set(keys) <= set(example), f"systemd example lacks {sorted(set(keys) - set(example))}"
+    assert not any(keys[env].secret for env in data), "a secret key in a ConfigMap"
 
 
 def test_seed_table_matches_the_guide() -> None:
@@ -314,8 +347,7 @@ def test_seed_table_matches_the_guide() -> None:
             assert not defaults, f"{key}: the guide gives more than one default"
 
 
-def test_daemon_cluster_role_is_least_privilege() -> None:
-    role = find("ClusterRole", "edge-scheduler")
+def granted_by(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     granted: set[tuple[str, str, str]] = set()
     for rule in role["rules"]:
         assert "nonResourceURLs" not in rule
@@ -327,14 +359,26 @@ def test_daemon_cluster_role_is_least_privilege() -> None:
         granted |= {
             (g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
         }
-    assert granted == DAEMON_PERMISSIONS, (
-        f"extra: {sorted(granted - DAEMON_PERMISSIONS)}, "
-        f"missing: {sorted(DAEMON_PERMISSIONS - granted)}"
+    return granted
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("ClusterRole", DAEMON_CLUSTER_PERMISSIONS), ("Role", DAEMON_NAMESPACE_PERMISSIONS)],
+)
+def test_daemon_roles_are_least_privilege(kind: str, expected: set[tuple[str, str, str]]) -> None:
+    role = find(kind, "edge-scheduler")
+    granted = granted_by(role)
+    assert granted == expected, (
+        f"extra: {sorted(granted - expected)}, missing: {sorted(expected - granted)}"
     )
-    binding = find("ClusterRoleBinding", "edge-scheduler")
+    if kind == "Role":
+        assert role["metadata"]["namespace"] == SEED_DEFAULTS["KUBE_NAMESPACE"]
+    binding = find(f"{kind}Binding", "edge-scheduler")
+    assert binding["metadata"].get("namespace") == role["metadata"].get("namespace")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
+        "kind": kind,
         "name": "edge-scheduler",
     }
     assert binding["subjects"] == [
@@ -449,7 +493,8 @@ def test_kube_scheduler_configuration() -> None:
     assert [p["schedulerName"] for p in cfg["profiles"]] == ["edge-scheduler"]
     le = cfg["leaderElection"]
     assert le["leaderElect"] is True
-    assert (le["resourceNamespace"], le["resourceName"]) == ("edge-scheduler", "edge-kube-scheduler")
+    lease = (le["resourceNamespace"], le["resourceName"])
+    assert lease == ("edge-scheduler", "edge-kube-scheduler")
     (ext,) = cfg["extenders"]
     assert ext["urlPrefix"] == "http://edge-scheduler.edge-scheduler.svc:8000/api/v1"
     assert (ext["filterVerb"], ext["prioritizeVerb"], ext["bindVerb"], ext["preemptVerb"]) == (
@@ -509,7 +554,11 @@ def test_kustomize_builds(target: str) -> None:
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
     if target == "overlays/env-file":
         assert ("ConfigMap", "edge-scheduler-config") not in names
-        (dep,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "edge-scheduler"]
+        (dep,) = [
+            d
+            for d in docs
+            if d["kind"] == "Deployment" and d["metadata"]["name"] == "edge-scheduler"
+        ]
         (c,) = dep["spec"]["template"]["spec"]["containers"]
         assert "envFrom" not in c
         assert any(m["mountPath"] == "/app/.env" for m in c["volumeMounts"])
