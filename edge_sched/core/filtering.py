@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
+from edge_sched.core.load import LoadLimits, load_problem
 from edge_sched.core.model import (
     PODS,
     Candidate,
@@ -40,6 +41,7 @@ class Verdict:
 @attrs.frozen
 class FilterLimits:
     max_pods_per_node: int = 110
+    load: LoadLimits = LoadLimits()
 
 
 def check_resources(pod: PodDemand, cand: Candidate) -> Verdict | None:
@@ -131,12 +133,22 @@ def _compare_int(value: str | None, values: Sequence[str], *, greater: bool) -> 
     return have > bound if greater else have < bound
 
 
+def check_load(cand: Candidate, limits: FilterLimits) -> Verdict | None:
+    """Rule 4: live utilisation under the node's thresholds (core/load.py).
+
+    Load changes and evicting pods lowers it, so this failure is never unresolvable.
+    """
+    reason = load_problem(cand, limits.load)
+    return Verdict(cand.name, reason) if reason else None
+
+
 def filter_node(pod: PodDemand, cand: Candidate, limits: FilterLimits) -> Verdict:
     """Apply rules 1-3 in order of how much they explain; first failure wins."""
     for verdict in (
         check_placement_rules(pod, cand.node),
         check_resources(pod, cand),
         check_pod_count(cand, limits),
+        check_load(cand, limits),
     ):
         if verdict is not None:
             return verdict

@@ -79,9 +79,13 @@ class Candidate:
 
     node: NodeInfo
     load: NodeLoad = NodeLoad()
-    # Measured utilisation 0..1 (None when unknown); filled by the live-load issue.
+    # Measured utilisation 0..1 (None when unknown or stale), see core/load.py.
     cpu_usage: float | None = None
     memory_usage: float | None = None
+    # Where the usage came from (prometheus, metrics.k8s.io, udp-report, requests)
+    # and why a value is missing; rule 4 names both in its reason.
+    usage_source: str = ""
+    usage_note: str = ""
 
     @property
     def name(self) -> str:
