@@ -53,7 +53,10 @@ def _target_from_configuration(cfg: Any, source: str) -> KubeTarget:
         # The in-cluster loader installs a hook that re-reads the rotated token.
         if cfg.refresh_api_key_hook is not None:
             cfg.refresh_api_key_hook(cfg)
-        value = cfg.get_api_key_with_prefix("authorization")
+        # auth_settings() hides which key this client version stores the token
+        # under ("authorization" in older releases, "BearerToken" in newer ones).
+        bearer = cfg.auth_settings().get("BearerToken") or {}
+        value = bearer.get("value")
         return str(value) if value else None
 
     return KubeTarget(cfg.host.rstrip("/"), context, authorization, source)
@@ -166,6 +169,7 @@ class KubeClient:
         path: str,
         params: Mapping[str, str],
         on_event: Callable[[dict[str, Any]], Awaitable[None] | None],
+        on_open: Callable[[], None] = lambda: None,
     ) -> None:
         """Stream a watch, calling `on_event` per event until the server ends it.
 
@@ -179,6 +183,7 @@ class KubeClient:
                 if response.status_code >= 300:
                     body = (await response.aread()).decode(errors="replace")
                     raise _error_for(response.status_code, body, response.headers)
+                on_open()
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue

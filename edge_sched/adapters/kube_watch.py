@@ -50,6 +50,10 @@ class ReflectorStatus:
     last_error: str = ""
     relists: int = 0
 
+    def healthy(self) -> None:
+        """The API server answered again (a list or a watch opened)."""
+        self.last_error = ""
+
 
 def _resource_version(obj: dict[str, Any]) -> str | None:
     meta = obj.get("metadata")
@@ -71,7 +75,7 @@ async def list_all(client: KubeClient, target: WatchTarget) -> tuple[list[dict[s
 
 
 async def _watch_from(
-    client: KubeClient, target: WatchTarget, sink: Sink, version: str
+    client: KubeClient, target: WatchTarget, sink: Sink, version: str, status: ReflectorStatus
 ) -> str:
     """Watch until the stream ends; returns the last resourceVersion seen."""
     last = version
@@ -99,7 +103,7 @@ async def _watch_from(
         "timeoutSeconds": str(WATCH_SERVER_TIMEOUT_S + random.randint(0, 30)),
     }
     with trio.move_on_after(WATCH_SERVER_TIMEOUT_S + WATCH_CLIENT_GRACE_S + 30):
-        await client.watch(target.path, params, on_event)
+        await client.watch(target.path, params, on_event, on_open=status.healthy)
     return last
 
 
@@ -118,10 +122,10 @@ async def run_reflector(
                 objects, version = await list_all(client, target)
                 sink.replace(objects)
                 status.synced = True
+                status.healthy()
                 status.relists += 1
                 log.info("%s: listed %d objects at resourceVersion %s", target.kind, len(objects), version)
-            version = await _watch_from(client, target, sink, version)
-            status.last_error = ""
+            version = await _watch_from(client, target, sink, version, status)
             backoff.reset()
         except KubeGone as exc:
             log.info("%s: %s; listing again", target.kind, exc)

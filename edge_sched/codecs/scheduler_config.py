@@ -3,6 +3,14 @@
 Extenders in a KubeSchedulerConfiguration apply to every profile of that
 kube-scheduler process, so the edge profile runs as its own scheduler next to
 the default one.
+
+By default the profile leaves resource fit to edge-sched (the in-tree
+`NodeResourcesFit` *filter* is disabled; its scoring stays): kube-scheduler only
+calls an extender with the nodes its own filters let through, so with both on,
+a pod too big for every node would never reach edge-sched and its events would
+not carry edge-sched's reasons. edge-sched implements the same request
+arithmetic (init containers, sidecars, overhead, pod-level resources) and
+additionally counts pods it has bound but not yet seen (docs/scheduler-profile.md).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ def scheduler_configuration(
     http_timeout_s: float = 5.0,
     weight: int = 1,
     leader_elect: bool = False,
+    extender_owns_fit: bool = True,
 ) -> dict[str, Any]:
     extender: dict[str, Any] = {
         "urlPrefix": extender_url.rstrip("/"),
@@ -34,11 +43,14 @@ def scheduler_configuration(
     }
     if bind:
         extender["bindVerb"] = "bind"
+    profile: dict[str, Any] = {"schedulerName": scheduler_name}
+    if extender_owns_fit:
+        profile["plugins"] = {"filter": {"disabled": [{"name": "NodeResourcesFit"}]}}
     config: dict[str, Any] = {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",
         "leaderElection": {"leaderElect": leader_elect},
-        "profiles": [{"schedulerName": scheduler_name}],
+        "profiles": [profile],
         "extenders": [extender],
     }
     if leader_elect:

@@ -17,7 +17,7 @@ from edge_sched.adapters.kube_client import KubeClient
 from edge_sched.codecs import extender as wire
 from edge_sched.codecs.kube_objects import ObjectError, node_from_object, pod_demand_from_object
 from edge_sched.core.filtering import FilterLimits, filter_node
-from edge_sched.core.model import Candidate, PlacedPod, PodDemand
+from edge_sched.core.model import Candidate, NodeLoad, PlacedPod, PodDemand
 from edge_sched.core.scoring import ScoreWeights, best_node, score_nodes, to_extender_scores
 from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
 from edge_sched.runtime.cluster import ClusterCache
@@ -217,10 +217,12 @@ class Scheduler:
 
     # -- preempt -------------------------------------------------------------
     def preempt(self, args: wire.PreemptionArgs) -> dict[str, Any]:
-        """Pass victims through, except on nodes no eviction can make fit.
+        """Pass victims through, except on nodes where evicting them cannot help.
 
-        A node failing an unresolvable rule (selector, affinity, a request larger
-        than the node) is dropped: evicting pods there would be pure damage.
+        kube-scheduler's dry run does not see edge-sched's rules, so each
+        proposal is checked here: with the victims' requests removed from the
+        node, the pod must pass filter; otherwise the node is dropped, since
+        evicting pods there would be pure damage. Unknown nodes pass through.
         """
         try:
             pod = pod_demand_from_object(args.pod)
@@ -230,8 +232,14 @@ class Scheduler:
         for node, victims in args.victims.items():
             info = self.cache.nodes.get(node)
             if info is not None:
-                verdict = filter_node(pod, Candidate(node=info), self.limits)
-                if verdict.unresolvable:
+                load = self.cache.load(node)
+                requested = dict(load.requested)
+                evicted = [self.cache.pods[uid] for uid in victims[0] if uid in self.cache.pods]
+                for victim in evicted:
+                    for resource, amount in victim.requests.items():
+                        requested[resource] = requested.get(resource, 0) - amount
+                after = NodeLoad(requested, load.pod_count - len(evicted))
+                if not filter_node(pod, Candidate(info, after), self.limits).passed:
                     continue
             keep[node] = victims
         return wire.preemption_result(keep)

@@ -207,7 +207,9 @@ def test_scheduler_config_points_at_this_daemon(tmp_path: Path) -> None:
     doc = yaml.safe_load(result.stdout)
     extender = doc["extenders"][0]
     assert doc["kind"] == "KubeSchedulerConfiguration"
-    assert doc["profiles"] == [{"schedulerName": "edge-scheduler"}]
+    assert doc["profiles"] == [
+        {"schedulerName": "edge-scheduler", "plugins": {"filter": {"disabled": [{"name": "NodeResourcesFit"}]}}}
+    ]
     assert extender["urlPrefix"] == "http://127.0.0.1:8123/api/v1"
     assert extender["nodeCacheCapable"] is True
     assert {extender[k] for k in ("filterVerb", "prioritizeVerb", "bindVerb", "preemptVerb")} == {"filter", "prioritize", "bind", "preempt"}

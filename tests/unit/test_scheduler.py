@@ -215,6 +215,20 @@ async def test_bind_in_standalone_mode_is_a_clear_error() -> None:
     assert "standalone mode" in result["Error"]
 
 
+def test_preempt_keeps_nodes_only_where_evicting_the_victims_makes_room() -> None:
+    sched, _ = make()
+    body = {
+        "Pod": pod("3"),
+        "NodeNameToMetaVictims": {
+            "node-a": {"Pods": [{"UID": "x1"}]},  # frees 2 of 4 cores: 3 fit
+            "node-b": {"Pods": []},  # 1 core free, no victims: 3 do not fit
+            "elsewhere": {"Pods": [{"UID": "zz"}]},  # unknown node: passed through
+        },
+    }
+    result = sched.preempt(wire.parse_preemption_args(body))
+    assert sorted(result["NodeNameToMetaVictims"]) == ["elsewhere", "node-a"]
+
+
 def test_preempt_drops_nodes_where_eviction_cannot_help() -> None:
     sched, _ = make()
     body = {
