@@ -37,3 +37,15 @@ class KubeRetryable(KubeError):
     def __init__(self, message: str, status: int = 0, retry_after_s: float | None = None) -> None:
         super().__init__(message, status)
         self.retry_after_s = retry_after_s
+
+
+class DecodeError(EdgeSchedError):
+    """A datagram or message does not follow its wire format.
+
+    `reason` is one of a small fixed set of words (a metrics label: bounded cardinality);
+    the message says where and why.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

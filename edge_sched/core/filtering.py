@@ -22,6 +22,7 @@ from edge_sched.core.model import (
     NodeSelectorTerm,
     PodDemand,
 )
+from edge_sched.core.power import power_shortage
 from edge_sched.core.quantities import format_amount
 
 
@@ -142,6 +143,21 @@ def check_load(cand: Candidate, limits: FilterLimits) -> Verdict | None:
     return Verdict(cand.name, reason) if reason else None
 
 
+def check_power(pod: PodDemand, cand: Candidate) -> Verdict | None:
+    """Rule 5: fresh reports must show at least the pod's power demand (core/power.py).
+
+    Applies only when the runtime attached a demand (ENABLE_COMPUTING_POWER_FILTER); a
+    node without a fresh report of a needed type passes for that type. Unresolvable
+    only when even the idle node (load 0) has too little: evicting pods lowers load.
+    """
+    if pod.power_demand is None:
+        return None
+    shortage = power_shortage(pod.power_demand, cand.power)
+    if shortage is None:
+        return None
+    return Verdict(cand.name, shortage.reason, shortage.unresolvable)
+
+
 def filter_node(pod: PodDemand, cand: Candidate, limits: FilterLimits) -> Verdict:
     """Apply rules 1-3 in order of how much they explain; first failure wins."""
     for verdict in (
@@ -149,6 +165,7 @@ def filter_node(pod: PodDemand, cand: Candidate, limits: FilterLimits) -> Verdic
         check_resources(pod, cand),
         check_pod_count(cand, limits),
         check_load(cand, limits),
+        check_power(pod, cand),
     ):
         if verdict is not None:
             return verdict

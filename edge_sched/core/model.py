@@ -8,8 +8,12 @@ client models (a 5,000-node cache must stay small).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from edge_sched.core.power import NodePower, PowerDemand
 
 # Resource names the default score looks at; everything else is fit-only.
 CPU = "cpu"
@@ -59,6 +63,9 @@ class PodDemand:
     node_selector: Mapping[str, str] = attrs.field(factory=dict)
     # Required node affinity; empty means "no constraint".
     affinity_terms: tuple[NodeSelectorTerm, ...] = ()
+    # Computing-power demand (S6.4), attached by the runtime when computing power is on;
+    # filter rule 5 and the score's power term read it.
+    power_demand: PowerDemand | None = None
 
     @property
     def key(self) -> str:
@@ -86,6 +93,8 @@ class Candidate:
     # and why a value is missing; rule 4 names both in its reason.
     usage_source: str = ""
     usage_note: str = ""
+    # Fresh computing-power reports by type (None: none fresh), see core/power.py.
+    power: NodePower | None = None
 
     @property
     def name(self) -> str:
