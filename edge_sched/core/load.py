@@ -8,10 +8,10 @@ uses; filter rule 4 is `load_problem`; the score reads the resolved values throu
 
 Mapping a series to a node (C21), best match first:
 
-1. a non-empty `node` label naming a known node (an explicit `node` label that names
-   no known node maps nowhere: it is never second-guessed from `instance`);
-2. the host part of `instance` equal to a node name;
-3. the host part of `instance` equal, as an IP address, to a node's InternalIP
+1. a non-empty `node` label equal to the node name (a series with an explicit `node`
+   label is matched by that label only, never second-guessed from `instance`);
+2. the host part of `instance` equal to the node name;
+3. the host part of `instance` equal, as an IP address, to one of the node's InternalIPs
    (`10.0.0.5:9100` -> `10.0.0.5`, `[fd00::c]:9100` -> `fd00::c`; exact address
    comparison, never a prefix: 10.0.0.5 does not match 10.0.0.50).
 When several series reach one node, the best rule wins; among series of the same
@@ -31,7 +31,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -60,37 +60,10 @@ StalePolicy = Literal["open", "closed"]
 
 # -- series -> node -------------------------------------------------------------------
 
-MatchRule = Literal["node-label", "instance-name", "instance-ip"]
-_RULE_RANK: dict[str, int] = {"node-label": 0, "instance-name": 1, "instance-ip": 2}
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@attrs.frozen
-class NodeIndex:
-    """Node names and InternalIPs, for matching series labels."""
-
-    names: frozenset[str]
-    by_ip: Mapping[ipaddress.IPv4Address | ipaddress.IPv6Address, str]
-
-    @classmethod
-    def build(cls, nodes: Iterable[NodeInfo]) -> NodeIndex:
-        names: set[str] = set()
-        by_ip: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str] = {}
-        shared: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
-        for node in nodes:
-            names.add(node.name)
-            for address in node.addresses:
-                ip = parse_ip(address)
-                if ip is None:
-                    continue
-                if ip in by_ip and by_ip[ip] != node.name:
-                    shared.add(ip)  # two nodes claim one IP: it identifies neither
-                by_ip[ip] = node.name
-        for ip in shared:
-            del by_ip[ip]
-        return cls(frozenset(names), by_ip)
-
-
-def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_ip(text: str) -> IP | None:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -116,26 +89,9 @@ def instance_host(instance: str) -> str:
     return text  # no port, or a bare IPv6 address
 
 
-def match_series(labels: Mapping[str, str], index: NodeIndex) -> tuple[str, MatchRule] | None:
-    """The node a series belongs to and the rule that matched, or None."""
-    node_label = labels.get("node", "")
-    if node_label:
-        return (node_label, "node-label") if node_label in index.names else None
-    instance = labels.get("instance", "")
-    if not instance:
-        return None
-    host = instance_host(instance)
-    if host in index.names:
-        return host, "instance-name"
-    ip = parse_ip(host)
-    if ip is not None and ip in index.by_ip:
-        return index.by_ip[ip], "instance-ip"
-    return None
-
-
 @attrs.frozen
 class Reading:
-    """One resource's utilisation 0..1 on one node, and when it was true (store clock)."""
+    """One resource's utilisation 0..1, and when it was true (store clock seconds)."""
 
     value: float
     observed_at: float
@@ -150,17 +106,75 @@ class Rejected:
     detail: str = ""
 
 
-@attrs.frozen
-class MappedSamples:
-    """One query's samples, mapped: the reading per node and what was left out."""
+def _keep_max(table: dict[Any, Reading], key: Any, reading: Reading) -> None:
+    current = table.get(key)
+    if current is None or reading.value > current.value:
+        table[key] = reading
 
-    readings: Mapping[str, Reading]
+
+@attrs.frozen
+class SeriesIndex:
+    """One query's fresh readings, keyed the three ways a node can be matched.
+
+    Matching happens at read time (`lookup`), so nodes sent in a request that the cache
+    has never seen (standalone mode) are matched as well as cached ones.
+    """
+
+    by_node_label: Mapping[str, Reading] = attrs.field(factory=dict)
+    by_instance_host: Mapping[str, Reading] = attrs.field(factory=dict)
+    by_ip: Mapping[IP, Reading] = attrs.field(factory=dict)
+    # How many series each key had (duplicates are reported, the maximum is kept).
+    series_per_key: Mapping[Any, int] = attrs.field(factory=dict)
+
+    @classmethod
+    def of_nodes(cls, readings: Mapping[str, Reading]) -> SeriesIndex:
+        """Readings already keyed by node name (metrics.k8s.io, UDP reports)."""
+        return cls(by_node_label=dict(readings))
+
+    def lookup(self, node: NodeInfo) -> Reading | None:
+        """The node's reading by the best rule that finds one (module docstring)."""
+        by_rule = self.by_node_label.get(node.name) or self.by_instance_host.get(node.name)
+        if by_rule is not None:
+            return by_rule
+        by_address = [r for ip in _ips(node) if (r := self.by_ip.get(ip)) is not None]
+        return max(by_address, key=lambda r: r.value, default=None)
+
+    def series_for(self, node: NodeInfo) -> int:
+        """How many series reached `node` by any rule (more than 1: duplicates)."""
+        keys: list[Any] = [("node", node.name), ("host", node.name), *(("ip", ip) for ip in _ips(node))]
+        return sum(self.series_per_key.get(k, 0) for k in keys)
+
+    def __len__(self) -> int:
+        return len(self.by_node_label) + len(self.by_instance_host) + len(self.by_ip)
+
+
+def _ips(node: NodeInfo) -> list[IP]:
+    return [ip for a in node.addresses if (ip := parse_ip(a)) is not None]
+
+
+def _series_key(labels: Mapping[str, str]) -> tuple[str, Any] | None:
+    """Which table a series goes to: an explicit `node` label is never second-guessed
+    from `instance`; an `instance` host that is an IP is matched as an address."""
+    node_label = labels.get("node", "")
+    if node_label:
+        return ("node", node_label)
+    instance = labels.get("instance", "")
+    if not instance:
+        return None
+    host = instance_host(instance)
+    ip = parse_ip(host)
+    return ("ip", ip) if ip is not None else ("host", host)
+
+
+@attrs.frozen
+class IndexedSamples:
+    index: SeriesIndex
+    accepted: tuple[Mapping[str, str], ...] = ()  # labels of the samples indexed
     rejected: tuple[Rejected, ...] = ()
-    duplicates: tuple[str, ...] = ()  # nodes that had several series (the maximum was kept)
 
 
 class _Sample(Protocol):
-    """What `map_samples` needs of a sample (`codecs.prom.Sample` fits)."""
+    """What `index_samples` needs of a sample (`codecs.prom.Sample` fits)."""
 
     @property
     def labels(self) -> Mapping[str, str]: ...
@@ -170,49 +184,87 @@ class _Sample(Protocol):
     def value(self) -> float: ...
 
 
-def map_samples(
+def index_samples(
     samples: Iterable[_Sample],
-    index: NodeIndex,
     *,
     wall_now_s: float,
     now: float,
     max_age_s: float,
-) -> MappedSamples:
-    """Map one query's samples onto nodes.
+) -> IndexedSamples:
+    """Index one query's samples for node lookup, leaving out stale and non-ratio ones.
 
     Args:
         samples: finite samples (NaN/Inf were already left out by the codec).
-        index: the known nodes.
         wall_now_s: unix time the answer arrived (sample timestamps are unix seconds).
         now: the same instant on the store's clock; readings are stamped on that clock.
         max_age_s: samples older than this (two poll periods) are stale and left out.
     """
-    best: dict[str, tuple[int, float, float]] = {}  # node -> (rule rank, value, age)
+    tables: dict[str, dict[Any, Reading]] = {"node": {}, "host": {}, "ip": {}}
+    counts: dict[tuple[str, Any], int] = {}
+    accepted: list[Mapping[str, str]] = []
     rejected: list[Rejected] = []
-    seen: dict[str, int] = {}
     for sample in samples:
         labels = sample.labels
         age = max(0.0, wall_now_s - sample.timestamp_s)
         if age > max_age_s:
-            rejected.append(Rejected(labels, "stale", f"sample is {age:.0f}s old (limit {max_age_s:g}s)"))
+            rejected.append(Rejected(labels, "stale", f"sample is {format_seconds(age)}s old (limit {max_age_s:g}s)"))
             continue
         value = as_ratio(sample.value)
         if value is None:
             rejected.append(Rejected(labels, "out_of_range", f"value {sample.value:g} is not a 0-1 ratio"))
             continue
-        matched = match_series(labels, index)
-        if matched is None:
-            rejected.append(Rejected(labels, "unmatched", _describe(labels)))
+        key = _series_key(labels)
+        if key is None:
+            rejected.append(Rejected(labels, "unmatched", "no node or instance label"))
             continue
-        node, rule = matched
-        rank = _RULE_RANK[rule]
-        seen[node] = seen.get(node, 0) + 1
-        current = best.get(node)
-        if current is None or rank < current[0] or (rank == current[0] and value > current[1]):
-            best[node] = (rank, value, age)
-    readings = {node: Reading(value, now - age) for node, (_, value, age) in best.items()}
-    duplicates = tuple(sorted(node for node, count in seen.items() if count > 1))
+        _keep_max(tables[key[0]], key[1], Reading(value, now - age))
+        counts[key] = counts.get(key, 0) + 1
+        accepted.append(labels)
+    index = SeriesIndex(
+        by_node_label=tables["node"], by_instance_host=tables["host"], by_ip=tables["ip"], series_per_key=counts
+    )
+    return IndexedSamples(index, tuple(accepted), tuple(rejected))
+
+
+@attrs.frozen
+class MappedSamples:
+    """One query's samples mapped onto given nodes: readings and what was left out."""
+
+    readings: Mapping[str, Reading]
+    rejected: tuple[Rejected, ...] = ()
+    duplicates: tuple[str, ...] = ()  # nodes that several series reached (the best was kept)
+
+
+def map_samples(
+    samples: Iterable[_Sample],
+    nodes: Iterable[NodeInfo],
+    *,
+    wall_now_s: float,
+    now: float,
+    max_age_s: float,
+) -> MappedSamples:
+    """`index_samples`, then look every node up; series reaching no node are `unmatched`."""
+    nodes = list(nodes)
+    indexed = index_samples(samples, wall_now_s=wall_now_s, now=now, max_age_s=max_age_s)
+    index = indexed.index
+    readings = {n.name: r for n in nodes if (r := index.lookup(n)) is not None}
+    rejected = [*indexed.rejected, *unmatched_series(indexed.accepted, nodes)]
+    duplicates = tuple(sorted(n.name for n in nodes if index.series_for(n) > 1))
     return MappedSamples(readings, tuple(rejected), duplicates)
+
+
+def unmatched_series(accepted: Iterable[Mapping[str, str]], nodes: Iterable[NodeInfo]) -> list[Rejected]:
+    """The series (by labels) that reach none of `nodes`, for metrics and logs."""
+    keys: set[tuple[str, Any]] = set()
+    for node in nodes:
+        keys.update((("node", node.name), ("host", node.name)))
+        keys.update(("ip", ip) for ip in _ips(node))
+    return [Rejected(labels, "unmatched", _describe(labels)) for labels in accepted if _series_key(labels) not in keys]
+
+
+def format_seconds(value: float) -> str:
+    """30.46 -> `30.5`, 45.0 -> `45`: ages in reasons and health, one decimal at most."""
+    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def as_ratio(value: float) -> float | None:
@@ -230,17 +282,27 @@ def _describe(labels: Mapping[str, str]) -> str:
 # -- which source a decision uses -----------------------------------------------------
 
 
+class UsageSource(Protocol):
+    """Anything `resolve_usage` can ask for a node's reading."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def max_age_s(self) -> float: ...
+    def get(self, resource: str, node: NodeInfo) -> Reading | None: ...
+
+
 @attrs.frozen
 class SourceReadings:
-    """The latest data of one source: per resource, per node; and how long it stays fresh."""
+    """The latest data of one polled source per resource, and how long it stays fresh."""
 
     source: str
     max_age_s: float
-    cpu: Mapping[str, Reading] = attrs.field(factory=dict)
-    memory: Mapping[str, Reading] = attrs.field(factory=dict)
+    cpu: SeriesIndex = SeriesIndex()
+    memory: SeriesIndex = SeriesIndex()
 
-    def get(self, resource: str, node: str) -> Reading | None:
-        return (self.cpu if resource == CPU else self.memory).get(node)
+    def get(self, resource: str, node: NodeInfo) -> Reading | None:
+        return (self.cpu if resource == CPU else self.memory).lookup(node)
 
 
 @attrs.frozen
@@ -254,7 +316,7 @@ class NodeUsage:
     note: str = ""
 
 
-def resolve_usage(node: str, sources: Sequence[SourceReadings], now: float) -> NodeUsage:
+def resolve_usage(node: NodeInfo, sources: Sequence[UsageSource], now: float) -> NodeUsage:
     """The first source (in the given precedence order) with a fresh reading for `node`.
 
     A node uses one source for both resources, so decisions and health name one source
@@ -272,7 +334,7 @@ def resolve_usage(node: str, sources: Sequence[SourceReadings], now: float) -> N
             if age <= src.max_age_s:
                 fresh[resource] = reading
             else:
-                notes.append(f"{src.source} {resource} stale ({age:.0f}s old, limit {src.max_age_s:g}s)")
+                notes.append(f"{src.source} {resource} stale ({format_seconds(age)}s old, limit {src.max_age_s:g}s)")
         if fresh:
             missing = [f"{r} unknown from {src.source}" for r in RESOURCES if r not in fresh]
             return NodeUsage(

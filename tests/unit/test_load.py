@@ -16,16 +16,16 @@ from edge_sched.core.load import (
     PROMETHEUS,
     REQUESTS,
     LoadLimits,
-    NodeIndex,
     NodeUsage,
     Placement,
     Reading,
+    SeriesIndex,
     SourceReadings,
     damp,
     instance_host,
     load_problem,
+    index_samples,
     map_samples,
-    match_series,
     node_thresholds,
     parse_threshold,
     resolve_usage,
@@ -44,7 +44,7 @@ def node(name: str, *ips: str, annotations: dict[str, str] | None = None) -> Nod
 
 def mapped(body: bytes | str, nodes: list[NodeInfo], *, wall_now: float = T0, max_age: float = 30.0):  # type: ignore[no-untyped-def]
     result = decode_query_response(body)
-    return map_samples(result.samples, NodeIndex.build(nodes), wall_now_s=wall_now, now=500.0, max_age_s=max_age)
+    return map_samples(result.samples, nodes, wall_now_s=wall_now, now=500.0, max_age_s=max_age)
 
 
 # -- C21 ---------------------------------------------------------------------------------
@@ -101,10 +101,10 @@ def test_series_whose_instance_matches_no_node_is_reported() -> None:
     result = mapped(body, [node("node-a", "10.0.0.5")])
     assert result.readings == {}
     assert [(r.reason, r.detail) for r in result.rejected] == [
+        ("unmatched", "no node or instance label"),
         ("unmatched", "instance='192.168.9.9:9100'"),
         # An explicit node label naming no known node is not re-guessed from instance.
         ("unmatched", "instance='10.0.0.5:9100', node='gone-node'"),
-        ("unmatched", "job='x'"),
     ]
 
 
@@ -127,14 +127,19 @@ def test_instance_host(instance: str, host: str) -> None:
 
 
 def test_ipv6_matches_by_address_not_by_spelling() -> None:
-    index = NodeIndex.build([node("v6", "fd00:0:0::000c")])
-    assert match_series({"instance": "[fd00::c]:9100"}, index) == ("v6", "instance-ip")
+    body = '{"status":"success","data":{"resultType":"vector","result":[{"metric":{"instance":"[fd00::c]:9100"},"value":[1717000000,"0.2"]}]}}'
+    assert mapped(body, [node("v6", "fd00:0:0::000c")]).readings["v6"].value == 0.2
 
 
-def test_an_ip_shared_by_two_nodes_identifies_neither() -> None:
-    index = NodeIndex.build([node("a", "10.0.0.5"), node("b", "10.0.0.5")])
-    assert match_series({"instance": "10.0.0.5:9100"}, index) is None
-    assert match_series({"instance": "b:9100"}, index) == ("b", "instance-name")
+def test_nodes_unknown_at_poll_time_are_matched_at_read_time() -> None:
+    """Standalone mode: the nodes arrive in the request, after the poll indexed the series."""
+    result = decode_query_response(C21)
+    index = index_samples(result.samples, wall_now_s=T0, now=500.0, max_age_s=30.0).index
+    assert index.lookup(node("node-a", "10.0.0.5")) == Reading(0.30, 500.0)
+    assert index.lookup(node("node-c", "fd00::c")) == Reading(0.10, 500.0)
+    assert index.lookup(node("node-z", "10.0.0.77")) is None
+    # A node with two InternalIPs that both have series: the larger reading.
+    assert index.lookup(node("dual", "10.0.0.5", "10.0.0.50")) == Reading(0.80, 500.0)
 
 
 # -- C19 / freshness / range ------------------------------------------------------------
@@ -155,10 +160,10 @@ def test_c19_only_the_finite_value_maps() -> None:
 def test_c19_unknown_nodes_pass_filter_and_score_neutrally() -> None:
     """NaN/Inf nodes are neither overloaded (filtered) nor idle (0% usage)."""
     nodes = [node(n) for n in ("node-a", "node-b", "node-c", "node-d")]
-    prom = SourceReadings(PROMETHEUS, 30.0, cpu=mapped(C19, nodes).readings)
+    prom = SourceReadings(PROMETHEUS, 30.0, cpu=SeriesIndex.of_nodes(mapped(C19, nodes).readings))
     cands = {}
     for info in nodes:
-        usage = resolve_usage(info.name, [prom], now=500.0)
+        usage = resolve_usage(info, [prom], now=500.0)
         cands[info.name] = Candidate(
             info, NodeLoad({"cpu": 1000}), cpu_usage=usage.cpu, memory_usage=usage.memory,
             usage_source=usage.source, usage_note=usage.note,
@@ -211,11 +216,11 @@ def test_c20_cpu_empty_memory_known_uses_memory_and_cpu_unknown() -> None:
         '{"status":"success","data":{"resultType":"vector","result":[{"metric":{"node":"node-a"},"value":[1717000000,"0.55"]}]}}',
         nodes,
     )
-    prom = SourceReadings(PROMETHEUS, 30.0, cpu=cpu.readings, memory=mem.readings)
-    usage = resolve_usage("node-a", [prom], now=500.0)
+    prom = SourceReadings(PROMETHEUS, 30.0, cpu=SeriesIndex.of_nodes(cpu.readings), memory=SeriesIndex.of_nodes(mem.readings))
+    usage = resolve_usage(nodes[0], [prom], now=500.0)
     assert (usage.source, usage.cpu, usage.memory) == (PROMETHEUS, None, 0.55)
     assert usage.note == "cpu unknown from prometheus"
-    other = resolve_usage("node-b", [prom], now=500.0)
+    other = resolve_usage(nodes[1], [prom], now=500.0)
     assert (other.source, other.cpu, other.memory) == (REQUESTS, None, None)
     # Open policy: neither node is filtered for the missing CPU figure.
     for info, u in ((nodes[0], usage), (nodes[1], other)):
@@ -229,21 +234,23 @@ def test_c20_empty_results_leave_every_node_unknown() -> None:
                  '{"status":"success","data":{"resultType":"vector","result":null}}'):
         result = mapped(body, nodes)
         assert result.readings == {}
-        prom = SourceReadings(PROMETHEUS, 30.0, cpu=result.readings, memory=result.readings)
-        assert resolve_usage("node-a", [prom], now=500.0) == NodeUsage(REQUESTS, note="no live usage")
+        index = index_samples(decode_query_response(body).samples, wall_now_s=T0, now=500.0, max_age_s=30).index
+        prom = SourceReadings(PROMETHEUS, 30.0, cpu=index, memory=index)
+        assert resolve_usage(nodes[0], [prom], now=500.0) == NodeUsage(REQUESTS, note="no live usage")
 
 
 # -- source precedence -----------------------------------------------------------------
 
 
 def test_first_fresh_source_wins_per_node_and_stale_readings_fall_through() -> None:
-    prom = SourceReadings(PROMETHEUS, 30.0, cpu={"a": Reading(0.9, 100.0), "b": Reading(0.2, 140.0)})
-    api = SourceReadings(METRICS_API, 30.0, cpu={"a": Reading(0.3, 140.0)}, memory={"a": Reading(0.4, 140.0)})
-    a = resolve_usage("a", [prom, api], now=145.0)  # prometheus' a is 45 s old
+    of = SeriesIndex.of_nodes
+    prom = SourceReadings(PROMETHEUS, 30.0, cpu=of({"a": Reading(0.9, 100.0), "b": Reading(0.2, 140.0)}))
+    api = SourceReadings(METRICS_API, 30.0, cpu=of({"a": Reading(0.3, 140.0)}), memory=of({"a": Reading(0.4, 140.0)}))
+    a = resolve_usage(node("a"), [prom, api], now=145.0)  # prometheus' a is 45 s old
     assert (a.source, a.cpu, a.memory) == (METRICS_API, 0.3, 0.4)
-    b = resolve_usage("b", [prom, api], now=145.0)
+    b = resolve_usage(node("b"), [prom, api], now=145.0)
     assert (b.source, b.cpu, b.memory) == (PROMETHEUS, 0.2, None)
-    gone = resolve_usage("a", [prom, api], now=200.0)
+    gone = resolve_usage(node("a"), [prom, api], now=200.0)
     assert gone.source == REQUESTS
     assert gone.note == (
         "prometheus cpu stale (100s old, limit 30s); metrics.k8s.io cpu stale (60s old, limit 30s); "
