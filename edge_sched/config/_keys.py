@@ -222,6 +222,10 @@ KEYS: Final[tuple[KeySpec, ...]] = (
     KeySpec("monitor", "memory_query", "MONITOR_MEMORY_QUERY", _TEXT,
             "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
             "PromQL giving 0-1 memory utilisation per node."),
+    KeySpec("monitor", "dedup", "MONITOR_DEDUP", Choice(("auto", "true", "false")), "auto",
+            "Thanos Query dedup parameter: auto sends none (the server's default), true/false send it."),
+    KeySpec("monitor", "partial_response", "MONITOR_PARTIAL_RESPONSE", Choice(("auto", "true", "false")), "auto",
+            "Thanos Query partial_response parameter: auto sends none, true/false send it."),
     # -- load --------------------------------------------------------------------------------
     KeySpec("load", "cpu_threshold", "LOAD_CPU_THRESHOLD", _WEIGHT, 0.85,
             "CPU utilisation above which filter fails a node (edge-sched.io/cpu-threshold overrides)."),
@@ -229,6 +233,8 @@ KEYS: Final[tuple[KeySpec, ...]] = (
             "Memory utilisation above which filter fails a node (edge-sched.io/memory-threshold overrides)."),
     KeySpec("load", "stale_policy", "LOAD_STALE_POLICY", Choice(("open", "closed")), "open",
             "Whether a node with unknown or stale usage passes the load filter (open) or fails it (closed)."),
+    KeySpec("load", "hotspot_damping", "LOAD_HOTSPOT_DAMPING", Bool(), True,
+            "Add requests of pods placed in the last MONITOR_METRICS_WINDOW to measured usage until it shows them."),
     # -- computing_power ---------------------------------------------------------------------
     KeySpec("computing_power", "enabled", "ENABLE_COMPUTING_POWER", Bool(), True,
             "Computing-power quantification; off if this or COMPUTING_POWER_ENABLED is false."),

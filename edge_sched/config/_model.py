@@ -151,6 +151,8 @@ class MonitorSettings:
     poll_interval_s: float = _key("monitor", "poll_interval_s")
     cpu_query: str = _key("monitor", "cpu_query")
     memory_query: str = _key("monitor", "memory_query")
+    dedup: str = _key("monitor", "dedup")
+    partial_response: str = _key("monitor", "partial_response")
 
     @property
     def polling_enabled(self) -> bool:
@@ -175,6 +177,7 @@ class LoadSettings:
     cpu_threshold: float = _key("load", "cpu_threshold")
     memory_threshold: float = _key("load", "memory_threshold")
     stale_policy: StalePolicy = _key("load", "stale_policy")
+    hotspot_damping: bool = _key("load", "hotspot_damping")
 
 
 @attrs.frozen(kw_only=True)
