@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.cluster import ControlPlane, NodeSpec, wait_for
-from tests.e2e.stack import EdgeStack, metric_value, pod_manifest, start_edge_stack
+from tests.cluster.stack import EdgeStack, metric_value, pod_manifest, start_edge_stack
 
 NS = "es-e2e"
 LABEL = {"edge-sched.test/suite": "extender"}
