@@ -16,6 +16,7 @@ import trio
 import yaml
 
 from edge_sched import __version__
+from edge_sched.adapters.reporter import add_report_arguments, main_report
 from edge_sched.codecs.scheduler_config import scheduler_configuration
 from edge_sched.settings import ConfigError, LoadedSettings, load_settings, render_settings
 
@@ -30,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective configuration")
     config.add_argument("--sources", action="store_true", help="show where each value came from")
     sub.add_parser("version", help="print the version")
+    report = sub.add_parser("report", help="node agent: send computing-power reports over UDP (spec S6.6)")
+    add_report_arguments(report)
     sched = sub.add_parser(
         "scheduler-config", help="print a KubeSchedulerConfiguration whose extender is this daemon"
     )
@@ -80,6 +83,8 @@ def _run(loaded: LoadedSettings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "report":  # a node agent: reads no daemon settings
+        return main_report(args)
     if args.command == "version":
         print(f"edge-sched {__version__}")
         return 0
