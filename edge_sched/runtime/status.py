@@ -8,6 +8,7 @@ never becomes ready); "draining" starts at SIGTERM.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -22,6 +23,8 @@ class DaemonStatus:
     phase: str = STARTING
     kube_source: str = ""  # "" = standalone
     reflectors: dict[str, ReflectorStatus] = attrs.field(factory=dict)
+    # More health components by name, each computed when health is asked (e.g. "load").
+    probes: dict[str, Callable[[], Any]] = attrs.field(factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -40,5 +43,10 @@ class DaemonStatus:
     def to_json(self, extra: dict[str, Any]) -> dict[str, Any]:
         return {
             "status": "healthy" if self.healthy else self.phase,
-            "components": {"http": self.phase, "kubernetes": self.kubernetes(), **extra},
+            "components": {
+                "http": self.phase,
+                "kubernetes": self.kubernetes(),
+                **extra,
+                **{name: probe() for name, probe in self.probes.items()},
+            },
         }
