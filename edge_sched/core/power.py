@@ -311,7 +311,9 @@ def power_shortage(demand: PowerDemand, power: NodePower | None) -> PowerShortag
         if need > free:
             n = len(entry.units)
             load = entry.average_load_pct
-            shown_load = f", average load {load:.0f}%" if load is not None else ""
+            # No "%" in reasons: kube-scheduler passes the message to Eventf as a format
+            # string, and "95%)" reaches `kubectl describe` as "95%!)(MISSING)".
+            shown_load = f", average load {load:.0f} percent" if load is not None else ""
             problems.append(
                 f"insufficient {kind.label} power (need {need:.2f} {kind.unit}, available "
                 f"{free:.2f} {kind.unit} of {entry.total_power:.2f} from {n} "

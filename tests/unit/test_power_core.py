@@ -110,10 +110,12 @@ def test_rule5_reason_names_the_numbers() -> None:
     verdict = filter_node(pod({"cpu": 1000, "nvidia.com/gpu": 1}, demand), busy, FilterLimits())
     assert verdict.reason == (
         "insufficient gpu power (need 5.00 TFLOPS, available 0.50 TFLOPS of 10.00 from 1 unit, "
-        "average load 95%)"
+        "average load 95 percent)"
     )
     # An idle node of 10 TFLOPS could run it: evicting pods may help.
     assert not verdict.unresolvable
+    # kube-scheduler uses the message as a Go format string (Eventf): no "%" may appear.
+    assert "%" not in verdict.reason
 
 
 def test_rule5_unresolvable_when_even_an_idle_node_is_too_small() -> None:
@@ -121,7 +123,7 @@ def test_rule5_unresolvable_when_even_an_idle_node_is_too_small() -> None:
     small = cand("small", power(entry(CPU, (2.5, 0), (2.5, 0), (2.5, 50))))
     verdict = filter_node(pod({"cpu": 1000}, demand), small, FilterLimits())
     assert verdict.reason == (
-        "insufficient cpu power (need 12.00 GHz, available 6.25 GHz of 7.50 from 3 units, average load 17%)"
+        "insufficient cpu power (need 12.00 GHz, available 6.25 GHz of 7.50 from 3 units, average load 17 percent)"
     )
     assert verdict.unresolvable
 
