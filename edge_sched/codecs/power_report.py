@@ -25,9 +25,10 @@ text "5.5" in both cases, which the contract fixes.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import struct
-import unicodedata
 from collections.abc import Sequence
 from typing import Final
 
@@ -126,41 +127,50 @@ def truncate_float24(value: float) -> float:
 # -- report: decode -------------------------------------------------------------------------
 
 
-class _Reader:
-    """Cursor over the datagram; every read checks the bytes are present first."""
+# Compiled layouts; per-count unit layouts are built on first use (counts are u8: ≤ 256 each).
+_HEADER = struct.Struct("!IB")
+_HOST_HEADER = struct.Struct(f"!{HOST_NAME_BYTES}sBBBB")
+_TYPES: Final = {int(k): k for k in ComputeType}
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
 
-    __slots__ = ("data", "pos")
 
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        self.data = view if view.format == "B" and view.ndim == 1 else view.cast("B")
-        self.pos = 0
+@functools.cache
+def _words(count: int) -> struct.Struct:
+    return struct.Struct(f"!{count}I")
 
-    @property
-    def remaining(self) -> int:
-        return len(self.data) - self.pos
 
-    def need(self, n: int, what: str) -> None:
-        if self.remaining < n:
-            raise DecodeError(
-                TRUNCATED, f"{what}: needs {n} bytes at offset {self.pos}, {self.remaining} left"
-            )
+@functools.cache
+def _floats(count: int) -> struct.Struct:
+    return struct.Struct(f"!{count}f")
 
-    def take(self, n: int, what: str) -> memoryview:
-        self.need(n, what)
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
 
-    def u8(self, what: str) -> int:
-        self.need(1, what)
-        value = self.data[self.pos]
-        self.pos += 1
-        return value
+@functools.cache
+def _bytes(count: int) -> struct.Struct:
+    return struct.Struct(f"!{count}B")
+
+
+class _Where:
+    """`host[i]` for messages, formatted only when a message is built."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __str__(self) -> str:
+        return f"host[{self.index}]"
+
+
+def _truncated(what: str, need: int, pos: int, size: int) -> DecodeError:
+    return DecodeError(TRUNCATED, f"{what}: needs {need} bytes at offset {pos}, {max(size - pos, 0)} left")
 
 
 def decode_report(data: bytes | bytearray | memoryview) -> PowerReport:
     """Decode one report datagram, all or nothing.
+
+    Written for the listener's hot path (tens of thousands of datagrams per second):
+    fixed layouts are read with precompiled `struct`s straight from the buffer, and
+    messages are only built for datagrams that fail.
 
     Args:
         data: the datagram as received (any bytes-like object).
@@ -171,94 +181,116 @@ def decode_report(data: bytes | bytearray | memoryview) -> PowerReport:
     Raises:
         DecodeError: with `reason` in `REPORT_ERROR_REASONS`.
     """
-    reader = _Reader(data)
-    header = reader.take(HEADER_BYTES, "header")
-    (report_id,) = _U32.unpack(header[:4])
-    host_number = header[4]
+    view = memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    size = len(view)
+    if size < HEADER_BYTES:
+        raise _truncated("header", HEADER_BYTES, 0, size)
+    report_id, host_number = _HEADER.unpack_from(view, 0)
     if host_number == 0:
         raise DecodeError(NO_HOSTS, "host_number is 0: a report must carry at least one host")
     # The smallest possible host entries must fit before any is decoded.
-    reader.need(host_number * HOST_HEADER_BYTES, f"{host_number} host entries")
+    if size - HEADER_BYTES < host_number * HOST_HEADER_BYTES:
+        raise _truncated(f"{host_number} host entries", host_number * HOST_HEADER_BYTES, HEADER_BYTES, size)
+    pos = HEADER_BYTES
     hosts: list[HostPower] = []
     seen: set[tuple[str, ComputeType]] = set()
     for index in range(host_number):
-        host = _decode_host(reader, index)
-        key = (host.name, host.type)
-        if key in seen:
+        if size - pos < HOST_HEADER_BYTES:
+            raise _truncated(f"host[{index}]", HOST_HEADER_BYTES, pos, size)
+        raw_name, total, available, type_byte, count = _HOST_HEADER.unpack_from(view, pos)
+        pos += HOST_HEADER_BYTES
+        where = _Where(index)
+        name = decode_host_name(raw_name, where)
+        if available > total:
             raise DecodeError(
-                DUPLICATE_HOST, f"host[{index}]: {host.name!r} has a second {host.type.label} entry"
+                INVALID_VALUE, f"{where}: available_memory {available} GiB > total_memory {total} GiB"
             )
-        seen.add(key)
-        hosts.append(host)
-    if reader.remaining:
+        kind = _TYPES.get(type_byte)
+        if kind is None:
+            raise DecodeError(
+                UNKNOWN_TYPE, f"{where}.computing_force_type: {type_byte} (expected 1 CPU, 2 GPU, 3 FPGA)"
+            )
+        need = count * UNIT_BYTES[kind]
+        if size - pos < need:
+            raise _truncated(f"{where}: {count} {kind.label} units", need, pos, size)
+        units = _decode_units(kind, view, pos, count, where)
+        pos += need
+        if (name, kind) in seen:
+            raise DecodeError(DUPLICATE_HOST, f"{where}: {name!r} has a second {kind.label} entry")
+        seen.add((name, kind))
+        hosts.append(HostPower(name, kind, total, available, units))
+    if pos != size:
         raise DecodeError(
             TRAILING_BYTES,
-            f"{reader.remaining} bytes after the last host entry (packet is {len(reader.data)}, "
-            f"the counts imply {reader.pos})",
+            f"{size - pos} bytes after the last host entry (packet is {size}, the counts imply {pos})",
         )
     return PowerReport(report_id, tuple(hosts))
 
 
-def _decode_host(reader: _Reader, index: int) -> HostPower:
-    where = f"host[{index}]"
-    raw_name = reader.take(HOST_NAME_BYTES, f"{where}.host_name")
-    name = decode_host_name(bytes(raw_name), f"{where}.host_name")
-    total_memory = reader.u8(f"{where}.total_memory")
-    available_memory = reader.u8(f"{where}.available_memory")
-    if available_memory > total_memory:
-        raise DecodeError(
-            INVALID_VALUE,
-            f"{where}: available_memory {available_memory} GiB > total_memory {total_memory} GiB",
-        )
-    type_byte = reader.u8(f"{where}.computing_force_type")
-    try:
-        kind = ComputeType(type_byte)
-    except ValueError:
-        raise DecodeError(
-            UNKNOWN_TYPE, f"{where}.computing_force_type: {type_byte} (expected 1 CPU, 2 GPU, 3 FPGA)"
-        ) from None
-    count = reader.u8(f"{where}.{kind.label}_count")
-    size = UNIT_BYTES[kind]
-    body = reader.take(count * size, f"{where}: {count} {kind.label} units")
-    units = tuple(
-        _decode_unit(kind, body[i * size : (i + 1) * size], f"{where}.{kind.label}[{i}]")
-        for i in range(count)
-    )
-    return HostPower(name, kind, total_memory, available_memory, units)
-
-
-def _load(value: int, where: str) -> int:
-    if value > 100:
-        raise DecodeError(INVALID_VALUE, f"{where}.load: {value}% > 100")
-    return value
-
-
-def _decode_unit(kind: ComputeType, raw: memoryview, where: str) -> PowerUnit:
+def _decode_units(
+    kind: ComputeType, view: memoryview, pos: int, count: int, where: object
+) -> tuple[PowerUnit, ...]:
+    if count == 0:
+        return ()
     if kind is ComputeType.CPU:
-        return PowerUnit(decode_float24(raw[:3], f"{where}.power"), _load(raw[3], where))
+        words = _words(count).unpack_from(view, pos)
+        loads = [w & 0xFF for w in words]
+        # The 3 power bytes are the top of a float32 whose low byte is zero.
+        powers = _floats(count).unpack(_words(count).pack(*[w & 0xFFFFFF00 for w in words]))
+        for i, power in enumerate(powers):
+            if not 0 <= power < math.inf:  # NaN fails both comparisons
+                raise DecodeError(INVALID_VALUE, f"{where}.cpu[{i}].power: {power!r} is not a finite power ≥ 0")
+        _check_loads(loads, where, "cpu")
+        if 0.0 in powers:  # -0.0 == 0.0: normalise the sign
+            powers = tuple(p + 0.0 for p in powers)
+        return tuple(map(PowerUnit, powers, loads))
     if kind is ComputeType.GPU:
-        tflops = decode_hundredths(raw[0], raw[1], f"{where}.tflops")
-        memory = decode_hundredths(raw[2], raw[3], f"{where}.memory")
-        return PowerUnit(tflops, _load(raw[4], where), memory)
-    return PowerUnit(decode_hundredths(raw[0], raw[1], f"{where}.tflops"), _load(raw[2], where))
+        raw = _bytes(5 * count).unpack_from(view, pos)
+        loads = list(raw[4::5])
+        _check_hundredths(raw[1::5], where, "gpu", "tflops")
+        _check_hundredths(raw[3::5], where, "gpu", "memory")
+        _check_loads(loads, where, "gpu")
+        return tuple(
+            PowerUnit(raw[i] + raw[i + 1] / 100, raw[i + 4], raw[i + 2] + raw[i + 3] / 100)
+            for i in range(0, 5 * count, 5)
+        )
+    raw = _bytes(3 * count).unpack_from(view, pos)
+    loads = list(raw[2::3])
+    _check_hundredths(raw[1::3], where, "fpga", "tflops")
+    _check_loads(loads, where, "fpga")
+    return tuple(PowerUnit(raw[i] + raw[i + 1] / 100, raw[i + 2]) for i in range(0, 3 * count, 3))
 
 
-def decode_host_name(raw: bytes, where: str = "host_name") -> str:
+def _check_loads(loads: Sequence[int], where: object, label: str) -> None:
+    if max(loads) > 100:
+        i = next(i for i, v in enumerate(loads) if v > 100)
+        raise DecodeError(INVALID_VALUE, f"{where}.{label}[{i}].load: {loads[i]}% > 100")
+
+
+def _check_hundredths(values: Sequence[int], where: object, label: str, field: str) -> None:
+    if max(values) > 99:
+        i = next(i for i, v in enumerate(values) if v > 99)
+        raise DecodeError(INVALID_VALUE, f"{where}.{label}[{i}].{field}: hundredths byte {values[i]} > 99")
+
+
+def decode_host_name(raw: bytes, where: object = "host") -> str:
     """The NUL-padded UTF-8 name: padding only at the end, non-empty, no control characters.
 
     Control characters are refused because names reach logs and label values.
     """
     text_bytes = raw.rstrip(b"\x00")
     if not text_bytes:
-        raise DecodeError(INVALID_NAME, f"{where}: empty")
+        raise DecodeError(INVALID_NAME, f"{where}.host_name: empty")
     if b"\x00" in text_bytes:
-        raise DecodeError(INVALID_NAME, f"{where}: NUL byte inside the name (only trailing padding)")
+        raise DecodeError(INVALID_NAME, f"{where}.host_name: NUL byte inside the name (only trailing padding)")
     try:
         name = text_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DecodeError(INVALID_NAME, f"{where}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
-        raise DecodeError(INVALID_NAME, f"{where}: {name!r} contains control characters")
+        raise DecodeError(INVALID_NAME, f"{where}.host_name: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if _CONTROL.search(name):
+        raise DecodeError(INVALID_NAME, f"{where}.host_name: {name!r} contains control characters")
     return name
 
 
@@ -274,7 +306,7 @@ def encode_host_name(name: str) -> bytes:
     raw = name.encode("utf-8")
     if not raw or len(raw) > HOST_NAME_BYTES:
         raise ValueError(f"host name {name!r}: must be 1..{HOST_NAME_BYTES} UTF-8 bytes, is {len(raw)}")
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
+    if _CONTROL.search(name):
         raise ValueError(f"host name {name!r}: contains control characters")
     return raw.ljust(HOST_NAME_BYTES, b"\x00")
 
