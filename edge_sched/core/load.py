@@ -1,9 +1,9 @@
 """Live node load: series -> node mapping, freshness, thresholds, filter rule 4, damping.
 
 Pure functions (no I/O, no clocks: callers pass `now`), so every rule of spec S7 is
-unit-tested on plain values. The pollers feed `map_samples`; the usage store keeps
-what it returns per source and asks `resolve_usage` which source a node's decision
-uses; filter rule 4 is `load_problem`; the score reads the resolved values through
+unit-tested on plain values. The pollers index each answer with `index_samples`; the
+usage store keeps the index per source and resource, looks nodes up in it when a verb
+runs, and asks `resolve_usage` which source a node's decision uses; filter rule 4 is `load_problem`; the score reads the resolved values through
 `Candidate.cpu_usage` / `memory_usage` (`used = max(requested, measured)`).
 
 Mapping a series to a node (C21), best match first:
