@@ -6,6 +6,8 @@ exact values and two daemons in one process never collide.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -60,4 +62,47 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         cache_nodes=Gauge("edge_sched_cache_nodes", "Nodes in the watch cache.", registry=reg),
         cache_pods=Gauge("edge_sched_cache_pods", "Pods on nodes in the watch cache.", registry=reg),
+    )
+
+
+@attrs.frozen
+class PowerMetrics:
+    """Computing-power metrics (S9, the seed's names), registered only when it is enabled."""
+
+    reports: Counter
+    parse_errors: Counter
+    latest_report_timestamp: Gauge
+    nodes: Gauge
+    router_requests: Counter
+
+
+def build_power_metrics(registry: CollectorRegistry, fresh_nodes: Callable[[], int]) -> PowerMetrics:
+    """Args: fresh_nodes is read at scrape time, so an expiry shows without a sweep."""
+    nodes = Gauge(
+        "computing_power_nodes_total", "Nodes with at least one fresh computing-power report.", registry=registry
+    )
+    nodes.set_function(lambda: float(fresh_nodes()))
+    return PowerMetrics(
+        reports=Counter(
+            "computing_power_reports", "Computing-power report datagrams accepted and applied.", registry=registry
+        ),
+        parse_errors=Counter(
+            "computing_power_parse_errors",
+            "Report datagrams dropped, by reason (truncated, trailing_bytes, oversize, unknown_type, "
+            "invalid_value, invalid_name, duplicate_host, no_hosts, source_not_allowed, internal_error).",
+            ["reason"],
+            registry=registry,
+        ),
+        latest_report_timestamp=Gauge(
+            "computing_power_latest_report_timestamp",
+            "Unix time of the last accepted computing-power report.",
+            registry=registry,
+        ),
+        nodes=nodes,
+        router_requests=Counter(
+            "edge_sched_router_requests",
+            "Computing-power router request tries by result (ok, timeout, invalid, error).",
+            ["result"],
+            registry=registry,
+        ),
     )

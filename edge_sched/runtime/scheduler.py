@@ -18,11 +18,13 @@ from edge_sched.codecs import extender as wire
 from edge_sched.codecs.kube_objects import ObjectError, node_from_object, pod_demand_from_object
 from edge_sched.core.filtering import FilterLimits, filter_node
 from edge_sched.core.model import Candidate, NodeLoad, PlacedPod, PodDemand
-from edge_sched.core.scoring import ScoreWeights, best_node, score_nodes, to_extender_scores
+from edge_sched.core.power import blend, power_terms, unjudged_types, with_power_demand
+from edge_sched.core.scoring import NodeScore, ScoreWeights, best_node, score_nodes, to_extender_scores
 from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
 from edge_sched.runtime.cluster import ClusterCache
 from edge_sched.runtime.metrics import Metrics
 from edge_sched.runtime.plans import PlanStore, SchedulingPlan, ScoreDetail
+from edge_sched.runtime.power import PowerService
 from edge_sched.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class Scheduler:
     metrics: Metrics
     kube: KubeClient | None = None
     wall_clock: Callable[[], float] = time.time
+    power: PowerService | None = None  # None: computing power disabled
 
     # -- inputs --------------------------------------------------------------
     def gather(self, args: wire.ExtenderArgs) -> Gathered:
@@ -76,7 +79,7 @@ class Scheduler:
         return FilterLimits(max_pods_per_node=self.settings.scheduler.max_pods_per_node)
 
     # -- filter --------------------------------------------------------------
-    def filter(self, args: wire.ExtenderArgs) -> dict[str, Any]:
+    async def filter(self, args: wire.ExtenderArgs) -> dict[str, Any]:
         try:
             pod = pod_demand_from_object(args.pod)
         except ObjectError as exc:
@@ -84,6 +87,8 @@ class Scheduler:
             # not a reason to fail any node.
             return wire.filter_result(args, [], {}, {}, error=f"Pod: {exc}")
         gathered = self.gather(args)
+        pod, candidates = await self._with_power(args, pod, gathered.candidates, rule5=True)
+        gathered = attrs.evolve(gathered, candidates=candidates)
         passed: list[str] = list(gathered.unknown)
         failed: dict[str, str] = dict(gathered.invalid)
         unresolvable: dict[str, str] = {}
@@ -96,11 +101,12 @@ class Scheduler:
             else:
                 failed[cand.name] = verdict.reason
         notes = tuple(f"{name}: {UNKNOWN_NODE_NOTE}" for name in gathered.unknown)
+        notes += _power_notes(pod, [c for c in gathered.candidates if c.name in passed])
         self.plans.record_filter(pod, frozenset(passed), notes)
         return wire.filter_result(args, passed, failed, unresolvable)
 
     # -- prioritize ----------------------------------------------------------
-    def prioritize(self, args: wire.ExtenderArgs) -> list[dict[str, Any]]:
+    async def prioritize(self, args: wire.ExtenderArgs) -> list[dict[str, Any]]:
         try:
             pod = pod_demand_from_object(args.pod)
         except ObjectError as exc:
@@ -111,14 +117,15 @@ class Scheduler:
         names = [c.name for c in gathered.candidates] + list(gathered.invalid) + gathered.unknown
         if not self.settings.optimizer.enabled:
             return wire.host_priority_list({n: 0 for n in names})
-        details = self._score(pod, gathered)
+        pod, candidates = await self._with_power(args, pod, gathered.candidates, rule5=False)
+        details = self._score(pod, attrs.evolve(gathered, candidates=candidates))
         scores = {n: details[n].score if n in details else 0 for n in names}
         return wire.host_priority_list(scores)
 
     def _score(self, pod: PodDemand, gathered: Gathered) -> dict[str, ScoreDetail]:
         opt = self.settings.optimizer
         weights = ScoreWeights(cpu=opt.weight_cpu, memory=opt.weight_memory)
-        node_scores = score_nodes(pod, gathered.candidates, weights)
+        node_scores = self._blend_power(pod, gathered.candidates, score_nodes(pod, gathered.candidates, weights))
         values = {s.node: s.value for s in node_scores}
         ints = to_extender_scores(values)
         details = {
@@ -142,6 +149,39 @@ class Scheduler:
             )
         )
         return details
+
+    # -- computing power (S6) -------------------------------------------------
+    async def _with_power(
+        self, args: wire.ExtenderArgs, pod: PodDemand, candidates: list[Candidate], *, rule5: bool
+    ) -> tuple[PodDemand, list[Candidate]]:
+        """The pod with its power demand and the candidates with their fresh reports.
+
+        Unchanged when computing power is off (or, for filter, when rule 5 is off). The
+        demand never takes longer than the router budget (a share of
+        SCHEDULER_FILTER_TIMEOUT); past it the S6.4 estimate is used.
+        """
+        cp = self.settings.computing_power
+        if self.power is None or not cp.enabled or (rule5 and not cp.filter_enabled):
+            return pod, candidates
+        demand = await self.power.demand(args.pod, pod)
+        return with_power_demand(pod, demand), self.power.attach(candidates)
+
+    def _blend_power(self, pod: PodDemand, candidates: list[Candidate], scores: list[NodeScore]) -> list[NodeScore]:
+        """Blend the power term (S5) into the resource scores when there is one."""
+        if pod.power_demand is None or self.power is None:
+            return scores
+        terms = power_terms(
+            pod.power_demand,
+            candidates,
+            self.power.weights,
+            gpu_preference=self.settings.scheduler.enable_gpu_scheduling,
+        )
+        if not terms:
+            return scores
+        return [
+            NodeScore(s.node, blend(s.value, terms[s.node]), {**s.components, "power": terms[s.node]})
+            for s in scores
+        ]
 
     # -- bind ----------------------------------------------------------------
     def _target_node(self, args: wire.BindingArgs) -> tuple[str, SchedulingPlan | None]:
@@ -243,3 +283,21 @@ class Scheduler:
                     continue
             keep[node] = victims
         return wire.preemption_result(keep)
+
+
+def _power_notes(pod: PodDemand, passed: list[Candidate]) -> tuple[str, ...]:
+    """Plan notes for rule 5: the demand and where it came from, and the nodes it could
+    not judge (no fresh report of a needed type), grouped so 5,000 nodes make few lines."""
+    demand = pod.power_demand
+    if demand is None:
+        return ()
+    notes = [f"power demand: {demand.describe()}"]
+    unjudged: dict[str, list[str]] = {}
+    for cand in passed:
+        missing = unjudged_types(demand, cand.power)
+        if missing:
+            unjudged.setdefault("/".join(k.label for k in missing), []).append(cand.name)
+    for kinds, names in sorted(unjudged.items()):
+        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        notes.append(f"rule 5 not applied (no fresh {kinds} power report), passed: {shown}")
+    return tuple(notes)

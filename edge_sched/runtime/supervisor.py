@@ -26,10 +26,12 @@ from edge_sched.adapters.metrics_http import metrics_app
 from edge_sched.adapters.kube_client import KubeClient, KubeTarget
 from edge_sched.adapters.kube_watch import ASSIGNED_PODS, NODES, ReflectorStatus, run_reflector
 from edge_sched.adapters.sd_notify import sd_notify
+from edge_sched.adapters.udp_listener import run_udp_listener
 from edge_sched.core.backoff import Backoff
 from edge_sched.runtime.cluster import ClusterCache, NodeSink, PodSink
 from edge_sched.runtime.metrics import Metrics, build_metrics
 from edge_sched.runtime.plans import PlanStore
+from edge_sched.runtime.power import PowerService, build_power_service, run_power_sweeper
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.runtime.status import DRAINING, SERVING, DaemonStatus
 from edge_sched.settings import Settings
@@ -58,7 +60,8 @@ def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
     cache = ClusterCache()
     plans = PlanStore(clock=time.time, expiration_s=settings.scheduler.plan_expiration_s)
     kube = KubeClient(kube_target, settings.kube.request_timeout_s) if kube_target else None
-    scheduler = Scheduler(settings=settings, cache=cache, plans=plans, metrics=metrics, kube=kube)
+    power = build_power_service(settings, metrics.registry) if settings.computing_power.enabled else None
+    scheduler = Scheduler(settings=settings, cache=cache, plans=plans, metrics=metrics, kube=kube, power=power)
     status = DaemonStatus(kube_source=kube_target.source if kube_target else "")
     return Daemon(settings, metrics, cache, scheduler, status, kube)
 
@@ -157,6 +160,8 @@ async def run_daemon(
             if daemon.kube is not None:
                 _start_reflectors(nursery, daemon)
             nursery.start_soon(supervise, "plan-sweeper", lambda: _sweep_plans(daemon), daemon.metrics, Backoff())
+            if daemon.scheduler.power is not None:
+                _start_power(nursery, daemon.scheduler.power, daemon)
             nursery.start_soon(_mark_serving, daemon)
             task_status.started(daemon)
     finally:
@@ -178,3 +183,17 @@ def _start_reflectors(nursery: trio.Nursery, daemon: Daemon) -> None:
             await run_reflector(kube, target, sink, status, Backoff(max_s=backoff_max))
 
         nursery.start_soon(supervise, f"{target.kind}-reflector", reflect, daemon.metrics, Backoff(max_s=backoff_max))
+
+
+def _start_power(nursery: trio.Nursery, power: PowerService, daemon: Daemon) -> None:
+    """The UDP report listener and the expiry sweeper (S6.1, S6.2), each supervised."""
+    settings = daemon.settings
+    nursery.start_soon(
+        supervise, "udp-listener", lambda: run_udp_listener(settings.udp, power.store, power.metrics),
+        daemon.metrics, Backoff(),
+    )
+    nursery.start_soon(
+        supervise, "power-sweeper",
+        lambda: run_power_sweeper(power.store, settings.computing_power.cleanup_interval_s),
+        daemon.metrics, Backoff(),
+    )

@@ -80,10 +80,10 @@ def pod(cpu: str, name: str = "p1", uid: str = "u-1", **spec: Any) -> dict[str, 
     }
 
 
-def test_filter_no_node_fits_answers_reasons_not_error() -> None:
+async def test_filter_no_node_fits_answers_reasons_not_error() -> None:
     # C03 A
     sched, _ = make()
-    result = sched.filter(wire.parse_extender_args({"Pod": pod("4"), "Nodes": None, "NodeNames": ["node-a", "node-b"]}))
+    result = await sched.filter(wire.parse_extender_args({"Pod": pod("4"), "Nodes": None, "NodeNames": ["node-a", "node-b"]}))
     assert result == {
         "Nodes": None,
         "NodeNames": [],
@@ -96,66 +96,66 @@ def test_filter_no_node_fits_answers_reasons_not_error() -> None:
     }
 
 
-def test_filter_empty_candidate_list() -> None:
+async def test_filter_empty_candidate_list() -> None:
     # C03 B
     sched, _ = make()
-    result = sched.filter(wire.parse_extender_args({"Pod": pod("1"), "Nodes": None, "NodeNames": []}))
+    result = await sched.filter(wire.parse_extender_args({"Pod": pod("1"), "Nodes": None, "NodeNames": []}))
     assert result["NodeNames"] == [] and result["FailedNodes"] == {} and result["Error"] == ""
 
 
-def test_filter_node_objects_pass_through_intact() -> None:
+async def test_filter_node_objects_pass_through_intact() -> None:
     # C04 with cache facts: node-a is known; the object offered is echoed untouched.
     sched, _ = make()
     node_a = {"metadata": {"name": "node-a", "labels": {"zone": "z1"}},
               "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}}
     node_c = {"metadata": {"name": "node-c"}, "status": {"allocatable": {"cpu": "500m", "memory": "1Gi"}}}
-    result = sched.filter(wire.parse_extender_args({"Pod": pod("1"), "NodeNames": None, "Nodes": {"items": [node_a, node_c]}}))
+    result = await sched.filter(wire.parse_extender_args({"Pod": pod("1"), "NodeNames": None, "Nodes": {"items": [node_a, node_c]}}))
     assert result["Nodes"]["items"] == [node_a]
     assert result["FailedAndUnresolvableNodes"] == {"node-c": "insufficient cpu (need 1, free 500m)"}
     # What the cache knows about pods on node-a still counts: 2 of 4 cores are taken.
-    big = sched.filter(wire.parse_extender_args({"Pod": pod("3"), "Nodes": {"items": [node_a]}}))
+    big = await sched.filter(wire.parse_extender_args({"Pod": pod("3"), "Nodes": {"items": [node_a]}}))
     assert big["FailedNodes"] == {"node-a": "insufficient cpu (need 3, free 2)"}
 
 
-def test_filter_invalid_pod_quantity_is_an_error_not_a_node_failure() -> None:
+async def test_filter_invalid_pod_quantity_is_an_error_not_a_node_failure() -> None:
     sched, _ = make()
-    result = sched.filter(wire.parse_extender_args({"Pod": pod("1b"), "NodeNames": ["node-a"]}))
+    result = await sched.filter(wire.parse_extender_args({"Pod": pod("1b"), "NodeNames": ["node-a"]}))
     assert result["NodeNames"] == [] and result["FailedNodes"] == {}
     assert result["Error"].startswith("Pod: spec.containers[0].resources.requests.cpu")
 
 
-def test_unknown_node_names_pass_and_are_noted() -> None:
+async def test_unknown_node_names_pass_and_are_noted() -> None:
     sched, _ = make()
     args = wire.parse_extender_args({"Pod": pod("1"), "NodeNames": ["node-a", "ghost"]})
-    assert sched.filter(args)["NodeNames"] == ["node-a", "ghost"]
-    scores = {h["Host"]: h["Score"] for h in sched.prioritize(args)}
+    assert (await sched.filter(args))["NodeNames"] == ["node-a", "ghost"]
+    scores = {h["Host"]: h["Score"] for h in await sched.prioritize(args)}
     assert scores == {"node-a": 10, "ghost": 0}
     plan = sched.plans.get("default/p1")
     assert plan is not None and any("ghost" in n for n in plan.notes)
 
 
-def test_prioritize_prefers_emptier_node_and_stores_plan() -> None:
+async def test_prioritize_prefers_emptier_node_and_stores_plan() -> None:
     sched, _ = make()
     args = wire.parse_extender_args({"Pod": pod("500m"), "NodeNames": ["node-a", "node-b"]})
-    sched.filter(args)
-    scores = sched.prioritize(args)
+    await sched.filter(args)
+    scores = await sched.prioritize(args)
     assert scores == [{"Host": "node-a", "Score": 10}, {"Host": "node-b", "Score": 0}]
     plan = sched.plans.get("default/p1")
     assert plan is not None and plan.selected == "node-a"
     assert plan.to_json()["scores"]["node-a"]["components"]["cpu_free"] == pytest.approx(0.375)
 
 
-def test_optimizer_disabled_scores_zero() -> None:
+async def test_optimizer_disabled_scores_zero() -> None:
     settings = Settings()
     settings = attrs.evolve(settings, optimizer=attrs.evolve(settings.optimizer, enabled=False))
     sched, _ = make(settings)
     args = wire.parse_extender_args({"Pod": pod("500m"), "NodeNames": ["node-a", "node-b"]})
-    assert [h["Score"] for h in sched.prioritize(args)] == [0, 0]
+    assert [h["Score"] for h in await sched.prioritize(args)] == [0, 0]
 
 
-def test_plan_expires() -> None:
+async def test_plan_expires() -> None:
     sched, clock = make()
-    sched.prioritize(wire.parse_extender_args({"Pod": pod("500m"), "NodeNames": ["node-a"]}))
+    await sched.prioritize(wire.parse_extender_args({"Pod": pod("500m"), "NodeNames": ["node-a"]}))
     clock.now += 299
     assert sched.plans.get("default/p1") is not None
     clock.now += 2
@@ -166,8 +166,8 @@ async def test_bind_follows_unexpired_plan_and_assumes_pod() -> None:
     kube = FakeKube({"node-a", "node-b"}, {"default/p1": "u-1"})
     sched, _ = make(kube=kube)
     args = wire.parse_extender_args({"Pod": pod("1"), "NodeNames": ["node-a", "node-b"]})
-    sched.filter(args)
-    sched.prioritize(args)
+    await sched.filter(args)
+    await sched.prioritize(args)
     result = await sched.bind(wire.BindingArgs("p1", "default", "u-1", "node-b"))
     assert result == {"Error": ""}
     assert kube.bindings == [("default/p1", "node-a")]  # the plan's choice
@@ -191,8 +191,8 @@ async def test_bind_does_not_follow_plan_when_disabled() -> None:
     settings = attrs.evolve(settings, scheduler=attrs.evolve(settings.scheduler, bind_follow_plan=False))
     sched, _ = make(settings, kube)
     args = wire.parse_extender_args({"Pod": pod("1"), "NodeNames": ["node-a", "node-b"]})
-    sched.filter(args)
-    sched.prioritize(args)
+    await sched.filter(args)
+    await sched.prioritize(args)
     await sched.bind(wire.BindingArgs("p1", "default", "u-1", "node-b"))
     assert kube.bindings == [("default/p1", "node-b")]
 

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from edge_sched.adapters.http.bodies import json_response
 from edge_sched.adapters.http.extender import extender_blueprint
 from edge_sched.adapters.http.ops import ops_blueprint
+from edge_sched.adapters.http.power import power_blueprint
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.runtime.status import DaemonStatus
 
@@ -28,6 +29,8 @@ def create_app(scheduler: Scheduler, status: DaemonStatus) -> QuartTrio:
     root = settings.server.api_root
     app.register_blueprint(extender_blueprint(scheduler), url_prefix=root)
     app.register_blueprint(ops_blueprint(status, scheduler.cache), url_prefix=root)
+    if scheduler.power is not None:  # computing power enabled (S6.5)
+        app.register_blueprint(power_blueprint(scheduler.power), url_prefix=root)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -39,10 +39,10 @@ def extender_blueprint(scheduler: Scheduler) -> Blueprint:
             metrics.extender_duration.labels(verb).observe(time.perf_counter() - started)
 
     async def do_filter(body: Any) -> Any:
-        return scheduler.filter(wire.parse_extender_args(body))
+        return await scheduler.filter(wire.parse_extender_args(body))
 
     async def do_prioritize(body: Any) -> Any:
-        return scheduler.prioritize(wire.parse_extender_args(body))
+        return await scheduler.prioritize(wire.parse_extender_args(body))
 
     async def do_bind(body: Any) -> Any:
         return await scheduler.bind(wire.parse_binding_args(body))

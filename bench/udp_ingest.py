@@ -1,0 +1,139 @@
+"""UDP report ingest benchmark (issue 4): codec speed and the daemon listener's loss on loopback.
+
+    .venv/bin/python bench/udp_ingest.py                 # 10 s per rate: 5k, 20k, 50k reports/s
+    .venv/bin/python bench/udp_ingest.py --seconds 3 --rates 5000 20000
+
+1. Codec: decode (and encode) of a typical report — one node, 8 CPUs and 2 GPUs, 125 bytes — in a
+   tight loop, reported as reports/s.
+2. Listener: a real `edge-sched run` subprocess (standalone, free ports) receives reports from
+   1,000 distinct node names, sent from this process at a fixed rate for N seconds. Loss = sent −
+   (accepted + rejected) as counted by the daemon's own metrics after the queue has drained.
+
+The sender paces in 1 ms slices with a busy clock; on a small machine sender and daemon compete
+for the same cores, so the numbers are a floor, not a ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edge_sched.codecs.power_report import decode_report, encode_report  # noqa: E402
+from edge_sched.core.power import ComputeType, HostPower, PowerReport, PowerUnit  # noqa: E402
+from tests.cluster.daemon import EdgeSchedDaemon  # noqa: E402
+from tests.cluster.ports import free_port  # noqa: E402
+
+NODES = 1000
+
+
+def sample_report(i: int) -> bytes:
+    name = f"bench-node-{i % NODES:04d}"
+    cpus = tuple(PowerUnit(2.5, (i + k) % 101) for k in range(8))
+    gpus = tuple(PowerUnit(10.5, (i * 7 + k) % 101, 16.0) for k in range(2))
+    return encode_report(
+        PowerReport(i & 0xFFFFFFFF, (HostPower(name, ComputeType.CPU, 64, 32, cpus), HostPower(name, ComputeType.GPU, 64, 32, gpus)))
+    )
+
+
+def bench_codec(seconds: float = 1.0) -> tuple[float, float, int]:
+    data = sample_report(1)
+    report = decode_report(data)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(1000):
+            decode_report(data)
+        n += 1000
+    decode_rate = n / (time.perf_counter() - start)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(1000):
+            encode_report(report)
+        n += 1000
+    return decode_rate, n / (time.perf_counter() - start), len(data)
+
+
+def counted(daemon: EdgeSchedDaemon) -> float:
+    text = httpx.get(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if re.match(r"^computing_power_(reports_total|parse_errors_total)(\{.*\})? ", line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def send_at_rate(port: int, rate: int, seconds: float, packets: list[bytes]) -> tuple[int, float]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    address = ("127.0.0.1", port)
+    sent, start = 0, time.perf_counter()
+    per_ms = rate / 1000
+    try:
+        while True:
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                break
+            due = int(elapsed * 1000 * per_ms) + 1
+            while sent < due:
+                try:
+                    sock.sendto(packets[sent % len(packets)], address)
+                except BlockingIOError:
+                    pass
+                sent += 1
+    finally:
+        sock.close()
+    return sent, time.perf_counter() - start
+
+
+def bench_listener(rates: list[int], seconds: float) -> list[tuple[int, int, float, int]]:
+    packets = [sample_report(i) for i in range(NODES)]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"HOME": tmp, "USE_SERVICE_ACCOUNT": "false", "COMPUTING_ROUTER_ENABLED": "false", "LOG_LEVEL": "WARNING"}
+        with EdgeSchedDaemon.start(env, Path(tmp), free_port()) as daemon:
+            # Wait until the listener takes reports.
+            for _ in range(100):
+                send_at_rate(daemon.udp_port, 1000, 0.01, packets)
+                time.sleep(0.05)
+                if counted(daemon) > 0:
+                    break
+            for rate in rates:
+                before = counted(daemon)
+                sent, took = send_at_rate(daemon.udp_port, rate, seconds, packets)
+                # Let the kernel queue drain: wait until the count stops moving.
+                last, now = -1.0, counted(daemon)
+                while now != last:
+                    time.sleep(0.5)
+                    last, now = now, counted(daemon)
+                handled = int(now - before)
+                results.append((rate, sent, sent / took, sent - handled))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rates", type=int, nargs="+", default=[5000, 20000, 50000])
+    args = parser.parse_args()
+    decode_rate, encode_rate, size = bench_codec()
+    print(f"codec: decode {decode_rate:,.0f} reports/s, encode {encode_rate:,.0f} reports/s ({size}-byte report, "
+          f"8 CPUs + 2 GPUs); cpus={os.cpu_count()}")
+    print(f"listener ({args.seconds:g} s per rate, {NODES} node names, edge-sched run subprocess):")
+    print(f"{'target/s':>9} {'achieved/s':>11} {'sent':>9} {'lost':>8} {'loss':>7}")
+    for rate, sent, achieved, lost in bench_listener(args.rates, args.seconds):
+        print(f"{rate:>9,} {achieved:>11,.0f} {sent:>9,} {lost:>8,} {100 * lost / max(sent, 1):>6.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

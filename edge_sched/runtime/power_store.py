@@ -1,0 +1,125 @@
+"""The computing-power state: the last report per (node, type), and its expiry (S6.1, S6.2).
+
+One writer (the UDP listener applies whole reports) and many readers (filter, prioritize,
+the read API, the live-load fallback). A report is applied atomically: all its entries
+are built first and stored in one synchronous step, so no reader ever sees half a
+packet (trio does not switch tasks without an await).
+
+*Fresh* means received at most COMPUTING_POWER_EXPIRY_TIME seconds ago on the store's
+monotonic clock. Reads filter on freshness themselves, so an expired entry stops
+counting the moment it expires; the sweeper only reclaims the memory. Reports are
+ordered by arrival, not by report_id: a reporter that restarts begins again at a low id,
+and UDP reordering across a whole report interval does not happen in practice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import attrs
+import trio
+
+from edge_sched.core.power import ComputeType, HostPower, NodePower, PowerReport
+
+
+@attrs.frozen
+class StoredEntry:
+    """One (node, type) entry as received."""
+
+    host: HostPower
+    report_id: int
+    received_at: float  # store clock (monotonic)
+    received_wall: float  # unix seconds, for people and metrics
+
+
+@attrs.frozen
+class FreshEntry:
+    entry: StoredEntry
+    age_s: float
+
+
+@attrs.define(eq=False)
+class PowerStore:
+    expiry_s: float
+    clock: Callable[[], float] = trio.current_time
+    wall_clock: Callable[[], float] = time.time
+    _by_node: dict[str, dict[ComputeType, StoredEntry]] = attrs.field(factory=dict)
+    latest_report_wall: float | None = None
+
+    # -- writes ---------------------------------------------------------------------------
+    def apply(self, report: PowerReport) -> None:
+        """Store every entry of a decoded report (the decoder guarantees it is complete)."""
+        now, wall = self.clock(), self.wall_clock()
+        fresh = [(h.name, h.type, StoredEntry(h, report.report_id, now, wall)) for h in report.hosts]
+        for name, kind, entry in fresh:
+            self._by_node.setdefault(name, {})[kind] = entry
+        self.latest_report_wall = wall
+
+    def sweep(self) -> int:
+        """Remove expired entries; returns how many went."""
+        now = self.clock()
+        removed = 0
+        for name in list(self._by_node):
+            kinds = self._by_node[name]
+            for kind in [k for k, e in kinds.items() if not self._is_fresh(e, now)]:
+                del kinds[kind]
+                removed += 1
+            if not kinds:
+                del self._by_node[name]
+        return removed
+
+    # -- reads ----------------------------------------------------------------------------
+    def _is_fresh(self, entry: StoredEntry, now: float) -> bool:
+        return now - entry.received_at <= self.expiry_s
+
+    def node_power(self, name: str) -> NodePower | None:
+        """The node's fresh entries by type, or None when it has none."""
+        kinds = self._by_node.get(name)
+        if not kinds:
+            return None
+        now = self.clock()
+        fresh = {k: e.host for k, e in kinds.items() if self._is_fresh(e, now)}
+        return NodePower(fresh) if fresh else None
+
+    def fresh(self, name: str | None = None) -> Iterator[FreshEntry]:
+        """Fresh entries (of one node, or of all), by node name then type."""
+        now = self.clock()
+        names = [name] if name is not None else sorted(self._by_node)
+        for node in names:
+            for kind, entry in sorted(self._by_node.get(node, {}).items()):
+                if self._is_fresh(entry, now):
+                    yield FreshEntry(entry, max(0.0, now - entry.received_at))
+
+    def fresh_node_count(self) -> int:
+        """Nodes with at least one fresh entry (computing_power_nodes_total)."""
+        now = self.clock()
+        return sum(
+            1 for kinds in self._by_node.values() if any(self._is_fresh(e, now) for e in kinds.values())
+        )
+
+    def stored_entry_count(self) -> int:
+        """Entries held, fresh or not (what the sweeper reclaims)."""
+        return sum(len(kinds) for kinds in self._by_node.values())
+
+    def usage(self, name: str) -> tuple[float | None, float | None]:
+        """CPU and memory utilisation 0..1 from the node's fresh reports (S7's last live source).
+
+        CPU: the average load of its CPU units. Memory: 1 − available/total from its most
+        recent fresh entry of any type that reports memory.
+        """
+        entries = list(self.fresh(name))
+        cpu = next(
+            (
+                f.entry.host.average_load_pct / 100.0
+                for f in entries
+                if f.entry.host.type is ComputeType.CPU and f.entry.host.average_load_pct is not None
+            ),
+            None,
+        )
+        with_memory = [f for f in entries if f.entry.host.total_memory_gib > 0]
+        memory = None
+        if with_memory:
+            newest = min(with_memory, key=lambda f: f.age_s).entry.host
+            memory = 1.0 - newest.available_memory_gib / newest.total_memory_gib
+        return cpu, memory
