@@ -24,6 +24,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from edge_sched.adapters.router_client import RouterClient, RouterUnavailable
+from edge_sched.adapters.udp_listener import run_udp_listener
 from edge_sched.codecs.power_report import encode_router_request
 from edge_sched.core.model import Candidate, PodDemand
 from edge_sched.core.podresources import PodSpecError, pod_requests
@@ -65,6 +66,17 @@ def container_profiles(containers: Sequence[Any]) -> list[ContainerProfile]:
     return [container_profile(pod_requests({"spec": {"containers": [c]}})) for c in containers]
 
 
+@attrs.frozen
+class _OnStarted:
+    """A task status that calls back instead of waking a `nursery.start` caller."""
+
+    callback: Callable[[int], None]
+
+    def started(self, value: int | None = None) -> None:
+        assert value is not None
+        self.callback(value)
+
+
 @attrs.define(eq=False)
 class PowerService:
     settings: Settings
@@ -74,6 +86,9 @@ class PowerService:
     clock: Callable[[], float] = trio.current_time
     _cache: dict[bytes, tuple[float, PowerDemand]] = attrs.field(factory=dict)
     _router_down_until: float = float("-inf")
+    # For the health endpoint: what the listener and the router last did.
+    listener_state: str = "starting"
+    router_state: str = "not asked yet"
 
     @classmethod
     def build(cls, settings: Settings, metrics: PowerMetrics, store: PowerStore) -> PowerService:
@@ -137,11 +152,14 @@ class PowerService:
                 answers = await self.router.quantify(request, len(profiles))
             except RouterUnavailable as exc:
                 self._router_down_until = self.clock() + ROUTER_COOLDOWN_S
+                self.router_state = f"failing: {exc}"
                 log.warning("computing-power router unavailable, using the estimate: %s", exc)
                 return fallback(f"router {exc.reason}: {exc}")
         if answers is None:
             self._router_down_until = self.clock() + ROUTER_COOLDOWN_S
+            self.router_state = f"failing: no answer within the verb's budget ({self.router_budget_s:g}s)"
             return fallback(f"router gave no answer within the verb's budget ({self.router_budget_s:g}s)")
+        self.router_state = "ok"
         demand = demand_from_router(answers)
         self._remember(request, demand)
         return demand
@@ -154,6 +172,37 @@ class PowerService:
             while len(self._cache) >= ROUTER_CACHE_MAX:
                 del self._cache[next(iter(self._cache))]  # oldest inserted first
         self._cache[request] = (now + ROUTER_CACHE_TTL_S, demand)
+
+
+    # -- services and health --------------------------------------------------------------
+    async def serve_reports(self) -> None:
+        """The UDP report listener, keeping `listener_state` current for health."""
+        udp = self.settings.udp
+        self.listener_state = "starting"
+
+        def listening(port: int) -> None:
+            self.listener_state = f"listening on udp {udp.host}:{port}"
+
+        try:
+            await run_udp_listener(udp, self.store, self.metrics, task_status=_OnStarted(listening))
+        except OSError as exc:  # e.g. the port is taken; the supervisor retries with backoff
+            self.listener_state = f"failing: cannot listen on udp {udp.host}:{udp.port}: {exc}"
+            raise
+        finally:
+            if self.listener_state.startswith("listening"):
+                self.listener_state = "stopped"
+
+    def health(self) -> dict[str, Any]:
+        """The `computing_power` component of the health endpoint."""
+        router = "disabled" if self.router is None else self.router_state
+        if self.router is not None and self.clock() < self._router_down_until:
+            router += f" (cooling down, next try in {self._router_down_until - self.clock():.0f}s)"
+        return {
+            "listener": self.listener_state,
+            "fresh_nodes": self.store.fresh_node_count(),
+            "router": router,
+            "rule5": "on" if self.settings.computing_power.filter_enabled else "off",
+        }
 
 
 async def run_power_sweeper(store: PowerStore, interval_s: float) -> NoReturn:

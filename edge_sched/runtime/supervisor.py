@@ -26,7 +26,6 @@ from edge_sched.adapters.metrics_http import metrics_app
 from edge_sched.adapters.kube_client import KubeClient, KubeTarget
 from edge_sched.adapters.kube_watch import ASSIGNED_PODS, NODES, ReflectorStatus, run_reflector
 from edge_sched.adapters.sd_notify import sd_notify
-from edge_sched.adapters.udp_listener import run_udp_listener
 from edge_sched.core.backoff import Backoff
 from edge_sched.runtime.cluster import ClusterCache, NodeSink, PodSink
 from edge_sched.runtime.metrics import Metrics, build_metrics
@@ -188,10 +187,8 @@ def _start_reflectors(nursery: trio.Nursery, daemon: Daemon) -> None:
 def _start_power(nursery: trio.Nursery, power: PowerService, daemon: Daemon) -> None:
     """The UDP report listener and the expiry sweeper (S6.1, S6.2), each supervised."""
     settings = daemon.settings
-    nursery.start_soon(
-        supervise, "udp-listener", lambda: run_udp_listener(settings.udp, power.store, power.metrics),
-        daemon.metrics, Backoff(),
-    )
+    daemon.status.probes["computing_power"] = power.health
+    nursery.start_soon(supervise, "udp-listener", power.serve_reports, daemon.metrics, Backoff())
     nursery.start_soon(
         supervise, "power-sweeper",
         lambda: run_power_sweeper(power.store, settings.computing_power.cleanup_interval_s),

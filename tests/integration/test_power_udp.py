@@ -148,6 +148,9 @@ def test_seed_test_packet_shows_in_the_read_api(daemon: EdgeSchedDaemon, http: h
     assert one.status_code == 200 and one.json()["entries"] == [
         {**e, "age_s": one.json()["entries"][0]["age_s"]}
     ]
+    health = http.get("/scheduler/health").json()["components"]["computing_power"]
+    assert health["listener"] == f"listening on udp 127.0.0.1:{daemon.udp_port}"
+    assert health["fresh_nodes"] >= 1 and health["rule5"] == "on"
     missing = http.get("/computing-power/nodes/no-such-node")
     assert missing.status_code == 404 and "no fresh computing-power report" in missing.json()["error"]
 

@@ -231,3 +231,28 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_health_shows_the_listener_and_a_taken_port(nursery: trio.Nursery) -> None:
+    from edge_sched.runtime.power import build_power_service
+    from edge_sched.settings import Settings
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        taken = busy.getsockname()[1]
+        settings = Settings()
+        settings = attrs.evolve(settings, udp=attrs.evolve(settings.udp, host="127.0.0.1", port=taken))
+        power = build_power_service(settings, CollectorRegistry())
+        assert power.health()["listener"] == "starting"
+        with pytest.raises(OSError):
+            await power.serve_reports()
+        assert power.health()["listener"].startswith(f"failing: cannot listen on udp 127.0.0.1:{taken}: ")
+    free = _free_udp_port()
+    power = build_power_service(attrs.evolve(settings, udp=attrs.evolve(settings.udp, port=free)), CollectorRegistry())
+    nursery.start_soon(power.serve_reports)
+    with trio.fail_after(5):
+        while not power.listener_state.startswith("listening"):
+            await trio.sleep(0.01)
+    assert power.health() == {
+        "listener": f"listening on udp 127.0.0.1:{free}", "fresh_nodes": 0, "router": "not asked yet", "rule5": "on"
+    }

@@ -267,3 +267,18 @@ async def test_invalid_router_answers_fall_back(nursery: trio.Nursery, autojump_
     router = await start(nursery, lambda req: [(0.0, b"\x01\x02", False)])
     demand = await service(router).demand_for(PROFILES, GPU_POD)
     assert demand.source == "fallback" and demand.detail.startswith("router invalid: ")
+
+
+async def test_health_tracks_the_router(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    assert service(None).health()["router"] == "disabled"
+    router = await start(nursery, never)
+    svc = service(router, filter_timeout_s=20.0)
+    await svc.demand_for(PROFILES, GPU_POD)
+    assert svc.health()["router"] == (
+        "failing: router 127.0.0.1:%d: no answer within UDP_TIMEOUT (1s) (after 3 tries) "
+        "(cooling down, next try in 15s)" % router.port
+    )
+    good = await start(nursery, lambda req: [(0.0, GOOD, False)])
+    svc = service(good)
+    await svc.demand_for(PROFILES, GPU_POD)
+    assert svc.health()["router"] == "ok"
