@@ -12,6 +12,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from edge_sched.adapters.http.auth import token_guard
 from edge_sched.adapters.http.bodies import json_response
 from edge_sched.adapters.http.extender import extender_blueprint
 from edge_sched.adapters.http.ops import ops_blueprint
@@ -31,6 +32,9 @@ def create_app(scheduler: Scheduler, status: DaemonStatus) -> QuartTrio:
     app.register_blueprint(ops_blueprint(status, scheduler.cache), url_prefix=root)
     if scheduler.power is not None:  # computing power enabled (S6.5)
         app.register_blueprint(power_blueprint(scheduler.power), url_prefix=root)
+
+    if settings.server.auth_token:
+        app.before_request(token_guard(settings.server.auth_token, root))
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
