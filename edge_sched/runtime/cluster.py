@@ -113,6 +113,11 @@ class ClusterCache:
         self._assumed_node[pod.uid] = pod.node
         self._touch()
 
+    def unassume(self, uid: str) -> None:
+        """Release a reservation whose bind failed."""
+        self._forget_assumed(uid)
+        self._touch()
+
     def _forget_assumed(self, uid: str) -> None:
         node = self._assumed_node.pop(uid, None)
         if node is None:

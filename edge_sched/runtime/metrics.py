@@ -24,6 +24,9 @@ class Metrics:
     service_restarts: Counter
     cache_nodes: Gauge
     cache_pods: Gauge
+    monitor_polls: Counter
+    monitor_series_skipped: Counter
+    node_metrics_polls: Counter
 
 
 def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -62,6 +65,24 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         cache_nodes=Gauge("edge_sched_cache_nodes", "Nodes in the watch cache.", registry=reg),
         cache_pods=Gauge("edge_sched_cache_pods", "Pods on nodes in the watch cache.", registry=reg),
+        monitor_polls=Counter(
+            "edge_sched_monitor_polls",
+            "Prometheus/Thanos queries by result (ok, empty, error, timeout, unreachable, bad_response).",
+            ["result"],
+            registry=reg,
+        ),
+        monitor_series_skipped=Counter(
+            "edge_sched_monitor_series_skipped",
+            "Series left out of decisions by reason (nan, inf, stale, out_of_range, unmatched, malformed).",
+            ["resource", "reason"],
+            registry=reg,
+        ),
+        node_metrics_polls=Counter(
+            "edge_sched_node_metrics_polls",
+            "metrics.k8s.io node metrics polls by result (ok, not_served, error).",
+            ["result"],
+            registry=reg,
+        ),
     )
 
 

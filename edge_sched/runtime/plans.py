@@ -55,6 +55,7 @@ class SchedulingPlan:
 class FilterOutcome:
     """The last filter answer for a pod, kept until prioritize folds it into a plan."""
 
+    pod: PodDemand
     feasible: frozenset[str]
     notes: tuple[str, ...]
     at: float
@@ -73,10 +74,13 @@ class PlanStore:
         return plan
 
     def record_filter(self, pod: PodDemand, feasible: frozenset[str], notes: tuple[str, ...]) -> None:
-        self._filters[pod.uid or pod.key] = FilterOutcome(feasible, notes, self.clock())
+        self._filters[pod.uid or pod.key] = FilterOutcome(pod, feasible, notes, self.clock())
 
     def filter_outcome(self, pod: PodDemand) -> FilterOutcome | None:
-        outcome = self._filters.get(pod.uid or pod.key)
+        return self.filter_outcome_for(pod.uid or pod.key)
+
+    def filter_outcome_for(self, uid: str) -> FilterOutcome | None:
+        outcome = self._filters.get(uid)
         if outcome is None or outcome.at + self.expiration_s <= self.clock():
             return None
         return outcome

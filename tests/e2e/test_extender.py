@@ -85,6 +85,10 @@ def test_pod_is_bound_through_the_extender(control_plane: ControlPlane, stack: E
     create(control_plane, pod_manifest("web-1", NS, cpu="500m", node_selector=LABEL))
     # es-big is the emptiest node by the default score (most free CPU and memory).
     assert node_of(control_plane, "web-1") == "es-big"
+    with httpx.Client(base_url=stack.daemon.api_url) as api:
+        decisions = api.get("/scheduler/decisions").json()["decisions"]
+    mine = next(d for d in decisions if d["pod"] == f"{NS}/web-1")
+    assert mine["node"] == "es-big" and mine["score"] == 10
     after = metrics(stack)
     for sample in (
         'edge_sched_extender_requests_total{outcome="ok",verb="filter"}',

@@ -41,6 +41,12 @@ class FakeKube:
             if parts[3] not in self.nodes:
                 raise KubeNotFound(f'nodes "{parts[3]}" not found', 404)
             return {}
+        if method == "GET" and parts[4:5] == ["pods"]:
+            key = f"{parts[3]}/{parts[5]}"
+            if key not in self.pods:
+                raise KubeNotFound(f"pods {key} not found", 404)
+            return {"metadata": {"name": parts[5], "namespace": parts[3], "uid": self.pods[key]},
+                    "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}
         if method == "POST" and parts[-1] == "binding":
             key = f"{parts[3]}/{parts[5]}"
             if key not in self.pods:
@@ -173,6 +179,8 @@ async def test_bind_follows_unexpired_plan_and_assumes_pod() -> None:
     assert kube.bindings == [("default/p1", "node-a")]  # the plan's choice
     assert sched.cache.load("node-a").requested["cpu"] == 3000  # assumed until the watch shows it
     assert sched.plans.get("default/p1") is None  # a used plan is removed
+    (decision,) = sched.recent
+    assert (decision.pod, decision.node, decision.score, decision.followed_plan) == ("default/p1", "node-a", 10, True)
 
 
 async def test_bind_without_plan_follows_scheduler_and_assumed_pod_expires() -> None:
@@ -183,6 +191,31 @@ async def test_bind_without_plan_follows_scheduler_and_assumed_pod_expires() -> 
     assert sched.cache.load("node-b").pod_count == 2
     clock.now += 31
     assert sched.cache.load("node-b").pod_count == 1
+
+
+async def test_bind_rechecks_fit_against_binds_that_landed_since_filter() -> None:
+    # kube-scheduler filters the next pod while the previous bind is in flight:
+    # both plans pick node-a (2 cores free); only the first may land there.
+    kube = FakeKube({"node-a", "node-b"}, {"default/p1": "u-1", "default/p2": "u-2"})
+    sched, _ = make(kube=kube)
+    for name, uid in (("p1", "u-1"), ("p2", "u-2")):
+        args = wire.parse_extender_args({"Pod": pod("2", name, uid), "NodeNames": ["node-a", "node-b"]})
+        assert (await sched.filter(args))["NodeNames"] == ["node-a"]
+        await sched.prioritize(args)
+    assert await sched.bind(wire.BindingArgs("p1", "default", "u-1", "node-a")) == {"Error": ""}
+    second = await sched.bind(wire.BindingArgs("p2", "default", "u-2", "node-b"))
+    assert second["Error"].startswith("bind default/p2: no longer fits: node-a: insufficient cpu (need 2, free 0)")
+    assert kube.bindings == [("default/p1", "node-a")]
+    assert sched.cache.load("node-a").pod_count == 2 and sched.cache.load("node-b").pod_count == 1
+
+
+async def test_failed_bind_releases_its_reservation() -> None:
+    kube = FakeKube({"node-a"}, {"default/p1": "u-1"})
+    sched, _ = make(kube=kube)
+    sched.cache.delete_node("node-b")
+    result = await sched.bind(wire.BindingArgs("p1", "default", "u-WRONG", "node-a"))
+    assert result["Error"]
+    assert sched.cache.load("node-a").pod_count == 1
 
 
 async def test_bind_does_not_follow_plan_when_disabled() -> None:

@@ -80,6 +80,11 @@ def extender_blueprint(scheduler: Scheduler) -> Blueprint:
         data = plan.to_json()
         return json_response({"pod": data["pod"], "scores": data["scores"]})
 
+    @bp.get("/scheduler/decisions")
+    async def decisions() -> Response:
+        """Recent binds, newest first (bounded; for the status page and demos)."""
+        return json_response({"decisions": [d.to_json() for d in reversed(scheduler.recent)]})
+
     @bp.get("/scheduler/plan/<namespace>/<pod>")
     async def plan(namespace: str, pod: str) -> Response:
         return plan_of(namespace, pod)
