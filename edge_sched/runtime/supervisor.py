@@ -25,6 +25,8 @@ from edge_sched.adapters.http.app import create_app
 from edge_sched.adapters.metrics_http import metrics_app
 from edge_sched.adapters.kube_client import KubeClient, KubeTarget
 from edge_sched.adapters.kube_watch import ASSIGNED_PODS, NODES, ReflectorStatus, run_reflector
+from edge_sched.adapters.node_metrics_poller import run_node_metrics_poller
+from edge_sched.adapters.prom_poller import run_prom_poller
 from edge_sched.adapters.sd_notify import sd_notify
 from edge_sched.core.backoff import Backoff
 from edge_sched.runtime.cluster import ClusterCache, NodeSink, PodSink
@@ -33,6 +35,7 @@ from edge_sched.runtime.plans import PlanStore
 from edge_sched.runtime.power import PowerService, build_power_service, run_power_sweeper
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.runtime.status import DRAINING, SERVING, DaemonStatus
+from edge_sched.runtime.usage import UsageStore
 from edge_sched.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,8 +63,12 @@ def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
     plans = PlanStore(clock=time.time, expiration_s=settings.scheduler.plan_expiration_s)
     kube = KubeClient(kube_target, settings.kube.request_timeout_s) if kube_target else None
     power = build_power_service(settings, metrics.registry) if settings.computing_power.enabled else None
-    scheduler = Scheduler(settings=settings, cache=cache, plans=plans, metrics=metrics, kube=kube, power=power)
+    usage = build_usage(settings, cache, metrics, power)
+    scheduler = Scheduler(
+        settings=settings, cache=cache, plans=plans, metrics=metrics, kube=kube, power=power, usage=usage
+    )
     status = DaemonStatus(kube_source=kube_target.source if kube_target else "")
+    status.probes["load"] = lambda: usage.health(cache.nodes.values())
     return Daemon(settings, metrics, cache, scheduler, status, kube)
 
 
@@ -161,6 +168,7 @@ async def run_daemon(
             nursery.start_soon(supervise, "plan-sweeper", lambda: _sweep_plans(daemon), daemon.metrics, Backoff())
             if daemon.scheduler.power is not None:
                 _start_power(nursery, daemon.scheduler.power, daemon)
+            _start_load(nursery, daemon)
             nursery.start_soon(_mark_serving, daemon)
             task_status.started(daemon)
     finally:
@@ -194,3 +202,36 @@ def _start_power(nursery: trio.Nursery, power: PowerService, daemon: Daemon) -> 
         lambda: run_power_sweeper(power.store, settings.computing_power.cleanup_interval_s),
         daemon.metrics, Backoff(),
     )
+
+def build_usage(settings: Settings, cache: ClusterCache, metrics: Metrics, power: PowerService | None) -> UsageStore:
+    """The live-usage store (S7); UDP report load joins the chain when computing power is on."""
+    monitor = settings.monitor
+    usage = UsageStore(damping_settle_s=monitor.metrics_window_min * 60.0 if settings.load.hotspot_damping else None)
+    if power is not None:
+        usage.attach_reports(power.store.usage)
+    metrics.registry.register(usage.collector(lambda: cache.nodes.values()))
+    return usage
+
+
+def _start_load(nursery: trio.Nursery, daemon: Daemon) -> None:
+    """The Prometheus poller (unless MONITOR_API_URL is empty) and, with a cluster, the
+    metrics.k8s.io poller that keeps the first fallback warm; each supervised."""
+    settings, usage, cache = daemon.settings, daemon.scheduler.usage, daemon.cache
+    assert usage is not None
+    if settings.monitor.polling_enabled:
+        nursery.start_soon(
+            supervise, "prom-poller",
+            lambda: run_prom_poller(settings.monitor, usage, daemon.metrics, nodes=lambda: cache.nodes.values()),
+            daemon.metrics, Backoff(),
+        )
+    else:
+        log.info("MONITOR_API_URL is empty: no Prometheus polling")
+    if daemon.kube is not None:
+        kube = daemon.kube
+        nursery.start_soon(
+            supervise, "node-metrics-poller",
+            lambda: run_node_metrics_poller(
+                kube, lambda: cache.nodes, usage, daemon.metrics, settings.monitor.poll_interval_s
+            ),
+            daemon.metrics, Backoff(),
+        )
