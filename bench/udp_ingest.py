@@ -3,14 +3,16 @@
     .venv/bin/python bench/udp_ingest.py                 # 10 s per rate: 5k, 20k, 50k reports/s
     .venv/bin/python bench/udp_ingest.py --seconds 3 --rates 5000 20000
 
-1. Codec: decode (and encode) of a typical report — one node, 8 CPUs and 2 GPUs, 125 bytes — in a
-   tight loop, reported as reports/s.
+1. Codec: decode (and encode) of typical reports — one node, 8 CPUs and 2 GPUs, 183 bytes, 1,000
+   different nodes — reported as reports per CPU-second (best of 8 rounds).
 2. Listener: a real `edge-sched run` subprocess (standalone, free ports) receives reports from
    1,000 distinct node names, sent from this process at a fixed rate for N seconds. Loss = sent −
    (accepted + rejected) as counted by the daemon's own metrics after the queue has drained.
 
-The sender paces in 1 ms slices with a busy clock; on a small machine sender and daemon compete
-for the same cores, so the numbers are a floor, not a ceiling.
+The sender paces in ~1 ms slices (sending what is due, then sleeping), so it leaves the CPU to
+the daemon between slices; still, on a small machine sender, daemon and anything else running
+share the cores, so the numbers are a floor, not a ceiling. The first line prints the machine's
+CPU count and load average for that reason.
 """
 
 from __future__ import annotations
@@ -46,21 +48,22 @@ def sample_report(i: int) -> bytes:
     )
 
 
-def bench_codec(seconds: float = 1.0) -> tuple[float, float, int]:
-    data = sample_report(1)
-    report = decode_report(data)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(1000):
-            decode_report(data)
-        n += 1000
-    decode_rate = n / (time.perf_counter() - start)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(1000):
-            encode_report(report)
-        n += 1000
-    return decode_rate, n / (time.perf_counter() - start), len(data)
+def bench_codec(rounds: int = 8) -> tuple[float, float, int]:
+    """Best-of-`rounds` CPU-time rates over 1,000 distinct reports (CPU time, so time the
+    process spent waiting for a core on a busy machine does not count against the codec)."""
+    packets = [sample_report(i) for i in range(NODES)]
+    reports = [decode_report(d) for d in packets]
+
+    def best(fn: object, items: list) -> float:  # type: ignore[type-arg]
+        rates = []
+        for _ in range(rounds):
+            start = time.process_time()
+            for item in items:
+                fn(item)  # type: ignore[operator]
+            rates.append(len(items) / max(time.process_time() - start, 1e-9))
+        return max(rates)
+
+    return best(decode_report, packets), best(encode_report, reports), len(packets[0])
 
 
 def counted(daemon: EdgeSchedDaemon) -> float:
@@ -90,6 +93,7 @@ def send_at_rate(port: int, rate: int, seconds: float, packets: list[bytes]) -> 
                 except BlockingIOError:
                     pass
                 sent += 1
+            time.sleep(0.0005)  # yield the core: on small machines the daemon needs it
     finally:
         sock.close()
     return sent, time.perf_counter() - start
@@ -126,8 +130,9 @@ def main() -> int:
     parser.add_argument("--rates", type=int, nargs="+", default=[5000, 20000, 50000])
     args = parser.parse_args()
     decode_rate, encode_rate, size = bench_codec()
+    print(f"cpus={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
     print(f"codec: decode {decode_rate:,.0f} reports/s, encode {encode_rate:,.0f} reports/s ({size}-byte report, "
-          f"8 CPUs + 2 GPUs); cpus={os.cpu_count()}")
+          f"8 CPUs + 2 GPUs)")
     print(f"listener ({args.seconds:g} s per rate, {NODES} node names, edge-sched run subprocess):")
     print(f"{'target/s':>9} {'achieved/s':>11} {'sent':>9} {'lost':>8} {'loss':>7}")
     for rate, sent, achieved, lost in bench_listener(args.rates, args.seconds):
