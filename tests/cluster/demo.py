@@ -1,22 +1,28 @@
 """`make demo`: edge-sched scheduling a mixed edge cluster, end to end, on this machine.
 
 Starts the real control plane with 20 kwok nodes of mixed CPU/GPU/FPGA capacity, edge-sched
-with a least-privilege token, a kube-scheduler whose `edge-scheduler` profile calls it,
-submits a mix of pods, prints pod -> node -> score/reason, then waits for Ctrl-C.
+with a least-privilege token, a simulated computing-power reporter per node sending real
+S6.1 UDP packets, a kube-scheduler whose `edge-scheduler` profile calls edge-sched, submits
+a mix of pods, prints pod -> node -> score/reason, then waits for Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from edge_sched.codecs.power_report import encode_report
+from edge_sched.core.power import ComputeType, HostPower, PowerReport, PowerUnit
 from tests.cluster import ControlPlane, NodeSpec, kube_bin_dir
 from tests.cluster.stack import pod_manifest, start_edge_stack
 
@@ -35,6 +41,48 @@ def demo_nodes() -> list[NodeSpec]:
         nodes.append(NodeSpec(f"edge-fpga-{i:02d}", cpu="4", memory="8Gi", fpga=1 + i % 2,
                               labels={"edge-sched.demo/kind": "fpga", "zone": f"zone-{i % 3}"}))
     return nodes
+
+
+REPORT_INTERVAL_S = 2.0
+
+
+def node_report(spec: NodeSpec, index: int) -> tuple[HostPower, ...]:
+    """What the demo's reporter on `spec` announces: chosen so placements differ.
+
+    GPU node 00 is saturated (95%), the others progressively idler; CPU load cycles
+    0-30% so measured power, not just requests, separates otherwise equal boxes.
+    """
+    memory = int(spec.memory.removesuffix("Gi"))
+    cpus = int(spec.cpu)
+    cpu = HostPower(spec.name, ComputeType.CPU, memory, memory // 2,
+                    tuple(PowerUnit(2.5, 10 * (index % 4)) for _ in range(cpus)))
+    hosts = [cpu]
+    if spec.gpu:
+        load = 95 if spec.name.endswith("00") else 10 + 15 * (index % 4)
+        hosts.append(HostPower(spec.name, ComputeType.GPU, memory, memory // 2,
+                               tuple(PowerUnit(14.0, load, 16.0) for _ in range(spec.gpu))))
+    if spec.fpga:
+        hosts.append(HostPower(spec.name, ComputeType.FPGA, memory, memory // 2,
+                               tuple(PowerUnit(2.4, 20 + 10 * (index % 3)) for _ in range(spec.fpga))))
+    return tuple(hosts)
+
+
+def run_reporters(nodes: list[NodeSpec], target: tuple[str, int], stop: threading.Event) -> list[threading.Thread]:
+    """One simulated reporter per node: real S6.1 datagrams over UDP every few seconds."""
+
+    def reporter(spec: NodeSpec, index: int) -> None:
+        hosts = node_report(spec, index)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for report_id in itertools.count(1):
+                sock.sendto(encode_report(PowerReport(report_id, hosts)), target)
+                if stop.wait(REPORT_INTERVAL_S):
+                    return
+
+    threads = [threading.Thread(target=reporter, args=(n, i), daemon=True, name=f"reporter-{n.name}")
+               for i, n in enumerate(nodes)]
+    for t in threads:
+        t.start()
+    return threads
 
 
 def demo_pods() -> list[dict[str, Any]]:
@@ -82,13 +130,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting etcd, kube-apiserver, kube-controller-manager, kwok in {workdir}", flush=True)
     cp = ControlPlane.start(workdir / "cluster", bin_dir)
     stack = None
+    stop_reporters = threading.Event()
     try:
         nodes = demo_nodes()
         cp.add_nodes(nodes)
         print(f"{len(nodes)} kwok nodes ready (8 CPU, 6 GPU, 6 FPGA)", flush=True)
         cp.create_namespace(NS)
-        stack = start_edge_stack(cp, workdir / "edge-sched", {"KUBE_NAMESPACE": "edge-scheduler"})
+        stack = start_edge_stack(
+            cp, workdir / "edge-sched",
+            {"KUBE_NAMESPACE": "edge-scheduler", "ENABLE_GPU_SCHEDULING": "true", "COMPUTING_ROUTER_ENABLED": "false"},
+        )
         print(f"edge-sched serving at {stack.daemon.api_url}; kube-scheduler profile 'edge-scheduler' calls it", flush=True)
+        run_reporters(nodes, ("127.0.0.1", stack.daemon.udp_port), stop_reporters)
+        with httpx.Client(base_url=stack.daemon.api_url, timeout=10) as api:
+            def reported() -> int:
+                return int(api.get("/computing-power/nodes").json()["nodes"])
+            deadline = time.monotonic() + 20
+            while reported() < len(nodes) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            print(f"{reported()} nodes reporting computing power over UDP port {stack.daemon.udp_port}", flush=True)
         pods = demo_pods()
         cp.apply(pods)
         print(f"submitted {len(pods)} pods; waiting for them to be scheduled...", flush=True)
@@ -107,12 +167,15 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"extender API : {stack.daemon.api_url}  (try {stack.daemon.api_url}/scheduler/health)")
         print(f"metrics      : http://127.0.0.1:{stack.daemon.metrics_port}/metrics")
+        print(f"power        : {stack.daemon.api_url}/computing-power/nodes")
+        print(f"status feed  : ws://127.0.0.1:{stack.daemon.port}/api/v1/resource-status/ws")
         print(f"kubeconfig   : {cp.admin_kubeconfig}")
         print(f"logs         : {workdir}")
         if not args.no_wait:
             print("\nCtrl-C tears everything down.", flush=True)
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
+        stop_reporters.set()
         if stack is not None:
             stack.stop()
         cp.stop()
