@@ -77,10 +77,12 @@ def load_kube_target(
 
     if use_service_account and env.get("KUBERNETES_SERVICE_HOST") and IN_CLUSTER_TOKEN.exists():
         cfg = Configuration()
-        incluster_config.InClusterConfigLoader(
+        # The kubernetes package ships no type annotations.
+        loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
             token_filename=str(IN_CLUSTER_TOKEN),
             cert_filename=str(IN_CLUSTER_TOKEN.with_name("ca.crt")),
-        ).load_and_set(cfg)
+        )
+        loader.load_and_set(cfg)  # type: ignore[no-untyped-call]
         return _target_from_configuration(cfg, "in-cluster")
     candidates = [kubeconfig] if kubeconfig else []
     candidates += [p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
@@ -88,7 +90,7 @@ def load_kube_target(
     for path in candidates:
         if Path(path).is_file():
             cfg = Configuration()
-            kube_config.load_kube_config(
+            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=path, client_configuration=cfg, persist_config=False
             )
             return _target_from_configuration(cfg, path)

@@ -6,20 +6,16 @@ it here keeps Hypercorn from logging a spurious error at every start.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 from prometheus_client import CollectorRegistry, make_asgi_app
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+def metrics_app(registry: CollectorRegistry) -> ASGIFramework:
+    exposition: Any = make_asgi_app(registry)
 
-def metrics_app(registry: CollectorRegistry) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    exposition = make_asgi_app(registry)
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] != "lifespan":
             await exposition(scope, receive, send)
             return

@@ -24,7 +24,7 @@ def json_response(payload: Any, status: int = 200) -> Response:
 
 async def read_json() -> Any:
     """The request body decoded as JSON, or BadRequest saying why not."""
-    raw = await request.get_data(as_text=False)
+    raw: bytes = await request.get_data(as_text=False)  # type: ignore[assignment]  # bytes when as_text=False
     if not raw:
         raise BadRequest("body: empty; expected a JSON object")
     try:
