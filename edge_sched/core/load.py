@@ -41,8 +41,9 @@ from edge_sched.core.model import CPU, MEMORY, Candidate, NodeInfo
 PROMETHEUS = "prometheus"
 METRICS_API = "metrics.k8s.io"
 UDP_REPORT = "udp-report"
+STATUS_REPORT = "status-report"  # statuses reported over the resource-status feed (S8)
 REQUESTS = "requests"  # no live usage: pod requests only
-SOURCE_ORDER: tuple[str, ...] = (PROMETHEUS, METRICS_API, UDP_REPORT)
+SOURCE_ORDER: tuple[str, ...] = (PROMETHEUS, METRICS_API, UDP_REPORT, STATUS_REPORT)
 
 RESOURCES: tuple[str, ...] = (CPU, MEMORY)
 

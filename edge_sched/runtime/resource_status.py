@@ -43,7 +43,7 @@ from edge_sched.codecs.resource_status import (
     ReportedFacts,
     StatusReport,
 )
-from edge_sched.core.load import REQUESTS, NodeUsage, Reading, resolve_usage
+from edge_sched.core.load import STATUS_REPORT, NodeUsage, Reading, resolve_usage
 from edge_sched.core.model import CPU, NodeInfo
 from edge_sched.runtime.cluster import ClusterCache
 from edge_sched.runtime.power_store import PowerStore
@@ -52,7 +52,6 @@ from edge_sched.settings import ResourceStatusSettings
 
 log = logging.getLogger(__name__)
 
-STATUS_REPORT = "status-report"  # the live-usage source fed by reported statuses
 REPLY_QUEUE = 4  # replies waiting per client; its reader waits beyond this
 ZONE_LABEL = "topology.kubernetes.io/zone"
 CLOSE_GOING_AWAY = 1001

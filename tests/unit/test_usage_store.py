@@ -10,6 +10,7 @@ from edge_sched.core.load import (
     METRICS_API,
     PROMETHEUS,
     REQUESTS,
+    STATUS_REPORT,
     UDP_REPORT,
     Reading,
     SeriesIndex,
@@ -72,7 +73,9 @@ def test_fallback_chain_prometheus_then_metrics_api_then_reports_then_requests()
 def test_without_any_source_every_node_uses_requests() -> None:
     usage = UsageStore(clock=Clock())
     assert usage.usage(A).source == REQUESTS
-    assert usage.source_status() == {PROMETHEUS: "disabled", METRICS_API: "disabled", UDP_REPORT: "disabled"}
+    assert usage.source_status() == {
+        PROMETHEUS: "disabled", METRICS_API: "disabled", UDP_REPORT: "disabled", STATUS_REPORT: "disabled",
+    }
 
 
 def test_reports_outside_zero_to_one_are_not_used() -> None:
@@ -94,6 +97,7 @@ def test_health_names_the_source_per_node_and_each_sources_state() -> None:
             PROMETHEUS: "ok (last poll 5s ago)",
             METRICS_API: "failing: not served (no metrics-server / metrics.k8s.io APIService) (never answered)",
             UDP_REPORT: "disabled",
+            STATUS_REPORT: "disabled",
         },
         "nodes_by_source": {PROMETHEUS: 1, REQUESTS: 1},
         "nodes": {"a": PROMETHEUS, "b": REQUESTS},
