@@ -32,6 +32,9 @@ from edge_sched.core.backoff import Backoff
 from edge_sched.runtime.cluster import ClusterCache, NodeSink, PodSink
 from edge_sched.runtime.metrics import Metrics, build_metrics
 from edge_sched.runtime.plans import PlanStore
+from edge_sched.codecs.resource_status import MAX_MESSAGE_BYTES as WS_MAX_MESSAGE_BYTES
+from edge_sched.runtime.resource_status import ResourceStatusService, build_resource_status
+from edge_sched.runtime.resource_status import services as resource_status_services
 from edge_sched.runtime.power import PowerService, build_power_service, run_power_sweeper
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.runtime.status import DRAINING, SERVING, DaemonStatus
@@ -55,6 +58,7 @@ class Daemon:
     scheduler: Scheduler
     status: DaemonStatus
     kube: KubeClient | None
+    resource_status: ResourceStatusService | None = None  # None: RESOURCE_STATUS_ENABLED=false
 
 
 def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
@@ -69,7 +73,16 @@ def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
     )
     status = DaemonStatus(kube_source=kube_target.source if kube_target else "")
     status.probes["load"] = lambda: usage.health(cache.nodes.values())
-    return Daemon(settings, metrics, cache, scheduler, status, kube)
+    feed = None
+    if settings.resource_status.enabled:
+        feed = build_resource_status(
+            settings.resource_status, metrics.registry, cache,
+            report_max_age_s=settings.computing_power.expiry_s,
+            power=power.store if power is not None else None,
+            usage=usage,
+            auth_token=settings.server.auth_token,
+        )
+    return Daemon(settings, metrics, cache, scheduler, status, kube, feed)
 
 
 async def supervise(
@@ -92,6 +105,8 @@ def _hypercorn_config(settings: Settings, port: int, *, tls: bool) -> HypercornC
     config.graceful_timeout = settings.server.shutdown_grace_s
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
+    # S8: a WebSocket message over 64 KiB closes with 1009 (Hypercorn does it as frames arrive).
+    config.websocket_max_message_size = WS_MAX_MESSAGE_BYTES
     server = settings.server
     if tls and server.tls_cert_file:
         config.certfile = server.tls_cert_file
@@ -148,7 +163,7 @@ async def run_daemon(
         async with trio.open_nursery() as nursery:
             root = nursery.cancel_scope
             nursery.start_soon(_watch_signals, shutdown, daemon.status, root, settings.server.shutdown_grace_s)
-            app = create_app(daemon.scheduler, daemon.status)
+            app = create_app(daemon.scheduler, daemon.status, daemon.resource_status)
             http = _hypercorn_config(settings, settings.server.port, tls=True)
 
             async def serve_http(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -169,6 +184,9 @@ async def run_daemon(
             if daemon.scheduler.power is not None:
                 _start_power(nursery, daemon.scheduler.power, daemon)
             _start_load(nursery, daemon)
+            if daemon.resource_status is not None:
+                for name, service in resource_status_services(daemon.resource_status, shutdown.wait):
+                    nursery.start_soon(supervise, name, service, daemon.metrics, Backoff())
             nursery.start_soon(_mark_serving, daemon)
             task_status.started(daemon)
     finally:
@@ -202,6 +220,7 @@ def _start_power(nursery: trio.Nursery, power: PowerService, daemon: Daemon) -> 
         lambda: run_power_sweeper(power.store, settings.computing_power.cleanup_interval_s),
         daemon.metrics, Backoff(),
     )
+
 
 def build_usage(settings: Settings, cache: ClusterCache, metrics: Metrics, power: PowerService | None) -> UsageStore:
     """The live-usage store (S7); UDP report load joins the chain when computing power is on."""

@@ -17,19 +17,28 @@ from edge_sched.adapters.http.bodies import json_response
 from edge_sched.adapters.http.extender import extender_blueprint
 from edge_sched.adapters.http.ops import ops_blueprint
 from edge_sched.adapters.http.power import power_blueprint
+from edge_sched.adapters.http.resource_status import resource_status_blueprint
+from edge_sched.adapters.http.status_page import status_page_blueprint
+from edge_sched.runtime.resource_status import ResourceStatusService
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.runtime.status import DaemonStatus
 
 log = logging.getLogger(__name__)
 
 
-def create_app(scheduler: Scheduler, status: DaemonStatus) -> QuartTrio:
+def create_app(
+    scheduler: Scheduler, status: DaemonStatus, resource_status: ResourceStatusService | None = None
+) -> QuartTrio:
+    """Args: resource_status is None when RESOURCE_STATUS_ENABLED=false (its routes answer 404)."""
     settings = scheduler.settings
     app = QuartTrio("edge_sched")
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_bytes
     root = settings.server.api_root
     app.register_blueprint(extender_blueprint(scheduler), url_prefix=root)
     app.register_blueprint(ops_blueprint(status, scheduler.cache), url_prefix=root)
+    app.register_blueprint(status_page_blueprint(root))
+    if resource_status is not None:  # S8
+        app.register_blueprint(resource_status_blueprint(resource_status), url_prefix=root)
     if scheduler.power is not None:  # computing power enabled (S6.5)
         app.register_blueprint(power_blueprint(scheduler.power), url_prefix=root)
 
