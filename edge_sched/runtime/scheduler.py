@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +33,25 @@ from edge_sched.settings import Settings
 log = logging.getLogger(__name__)
 
 UNKNOWN_NODE_NOTE = "not in edge-sched's node cache; passed unchecked"
+RECENT_DECISIONS = 500
+
+
+@attrs.frozen
+class Decision:
+    """A bind edge-sched performed, for the decisions feed and the status page."""
+
+    pod: str
+    node: str
+    score: int | None  # what prioritize gave the node; None without a plan
+    followed_plan: bool  # bound to the plan's node instead of kube-scheduler's pick
+    at: float  # unix seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class NoRoom(Exception):
+    """Every node bind could use has filled up since filter ran."""
 
 
 @attrs.frozen
@@ -53,6 +73,7 @@ class Scheduler:
     wall_clock: Callable[[], float] = time.time
     power: PowerService | None = None  # None: computing power disabled
     usage: UsageStore | None = None  # live node usage (S7); None: requests only
+    recent: deque[Decision] = attrs.field(factory=lambda: deque(maxlen=RECENT_DECISIONS))
 
     # -- inputs --------------------------------------------------------------
     def gather(self, args: wire.ExtenderArgs) -> Gathered:
@@ -201,9 +222,9 @@ class Scheduler:
         ]
 
     # -- bind ----------------------------------------------------------------
-    def _target_node(self, args: wire.BindingArgs) -> tuple[str, SchedulingPlan | None]:
-        key = f"{args.pod_namespace}/{args.pod_name}"
-        plan = self.plans.for_uid(key, args.pod_uid)
+    def _choices(self, args: wire.BindingArgs, plan: SchedulingPlan | None) -> list[str]:
+        """Nodes to try, in order: the plan's (when followed), then kube-scheduler's."""
+        choices = [args.node]
         if (
             self.settings.scheduler.bind_follow_plan
             and plan is not None
@@ -211,59 +232,108 @@ class Scheduler:
             and plan.selected != args.node
             and plan.selected in plan.feasible
         ):
-            return plan.selected, plan
-        return args.node, plan
+            choices.insert(0, plan.selected)
+        return choices
+
+    async def _demand(self, args: wire.BindingArgs, plan: SchedulingPlan | None) -> PodDemand:
+        if plan is not None:
+            return plan.pod
+        outcome = self.plans.filter_outcome_for(args.pod_uid)
+        if outcome is not None:
+            return outcome.pod
+        assert self.kube is not None
+        obj = await self.kube.request("GET", f"/api/v1/namespaces/{args.pod_namespace}/pods/{args.pod_name}")
+        try:
+            return pod_demand_from_object(obj)
+        except ObjectError as exc:
+            raise KubeError(f"pod cannot be decoded: {exc}") from None
+
+    def _reserve(self, args: wire.BindingArgs, demand: PodDemand, choices: list[str]) -> str:
+        """Pick the first choice that still fits and reserve it, with no await in between.
+
+        Filter ran before earlier binds of this batch landed (kube-scheduler binds
+        asynchronously), so fit is checked again against the cache including every
+        pod reserved since; reserving before the API call keeps two concurrent
+        binds from taking the same free space.
+        """
+        reasons = []
+        for node in choices:
+            info = self.cache.nodes.get(node)
+            if info is not None:
+                verdict = filter_node(demand, self._candidate(info), self.limits)
+                if not verdict.passed:
+                    reasons.append(f"{node}: {verdict.reason}")
+                    continue
+            placed = PlacedPod(args.pod_uid, args.pod_namespace, args.pod_name, node, demand.requests)
+            self.cache.assume(placed, self.settings.kube.assumed_pod_ttl_s)
+            return node
+        raise NoRoom("no longer fits: " + "; ".join(reasons))
 
     async def bind(self, args: wire.BindingArgs) -> dict[str, str]:
+        key = f"{args.pod_namespace}/{args.pod_name}"
         if self.kube is None:
             self.metrics.binds.labels("standalone").inc()
             return wire.binding_result(
                 "bind is unavailable in standalone mode: no Kubernetes cluster is configured"
             )
-        node, plan = self._target_node(args)
+        plan = self.plans.for_uid(key, args.pod_uid)
+        node = args.node
         try:
-            await self._ensure_node_exists(node)
-            await self.kube.request(
-                "POST",
-                f"/api/v1/namespaces/{args.pod_namespace}/pods/{args.pod_name}/binding",
-                body={
-                    "apiVersion": "v1",
-                    "kind": "Binding",
-                    # The UID is a precondition: a pod recreated under the same
-                    # name since kube-scheduler looked at it is not bound.
-                    "metadata": {
-                        "name": args.pod_name,
-                        "namespace": args.pod_namespace,
-                        "uid": args.pod_uid,
-                    },
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-                },
-            )
+            demand = await self._demand(args, plan)
+            choices = self._choices(args, plan)
+            for candidate in choices:
+                await self._ensure_node_exists(candidate)
+            node = self._reserve(args, demand, choices)
+            try:
+                await self._post_binding(args, node)
+            except BaseException:
+                self.cache.unassume(args.pod_uid)
+                raise
+        except NoRoom as exc:
+            self.metrics.binds.labels("no_room").inc()
+            return wire.binding_result(f"bind {key}: {exc}")
         except KubeNotFound as exc:
             self.metrics.binds.labels("not_found").inc()
-            return wire.binding_result(f"bind {args.pod_namespace}/{args.pod_name} to {node}: {exc}")
+            return wire.binding_result(f"bind {key} to {node}: {exc}")
         except KubeConflict as exc:
             self.metrics.binds.labels("conflict").inc()
-            return wire.binding_result(f"bind {args.pod_namespace}/{args.pod_name} to {node}: {exc}")
+            return wire.binding_result(f"bind {key} to {node}: {exc}")
         except KubeError as exc:
             self.metrics.binds.labels("error").inc()
-            return wire.binding_result(f"bind {args.pod_namespace}/{args.pod_name} to {node}: {exc}")
+            return wire.binding_result(f"bind {key} to {node}: {exc}")
         self.metrics.binds.labels("ok").inc()
-        requests: Mapping[str, int] = plan.pod.requests if plan is not None else {}
         if self.usage is not None:  # hot-spot damping until the node's metrics show the pod
-            self.usage.note_placement(node, requests)
-        self.cache.assume(
-            PlacedPod(args.pod_uid, args.pod_namespace, args.pod_name, node, requests),
-            self.settings.kube.assumed_pod_ttl_s,
+            self.usage.note_placement(node, demand.requests)
+        self.plans.remove(key)
+        detail = plan.scores.get(node) if plan is not None else None
+        self.recent.append(
+            Decision(
+                pod=key,
+                node=node,
+                score=detail.score if detail is not None else None,
+                followed_plan=node != args.node,
+                at=self.wall_clock(),
+            )
         )
-        self.plans.remove(f"{args.pod_namespace}/{args.pod_name}")
         if node != args.node:
             self.metrics.plan_overrides.inc()
-            log.info(
-                "bound %s/%s to planned node %s instead of %s",
-                args.pod_namespace, args.pod_name, node, args.node,
-            )
+            log.info("bound %s to planned node %s instead of %s", key, node, args.node)
         return wire.binding_result()
+
+    async def _post_binding(self, args: wire.BindingArgs, node: str) -> None:
+        assert self.kube is not None
+        await self.kube.request(
+            "POST",
+            f"/api/v1/namespaces/{args.pod_namespace}/pods/{args.pod_name}/binding",
+            body={
+                "apiVersion": "v1",
+                "kind": "Binding",
+                # The UID is a precondition: a pod recreated under the same name
+                # since kube-scheduler looked at it is not bound.
+                "metadata": {"name": args.pod_name, "namespace": args.pod_namespace, "uid": args.pod_uid},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            },
+        )
 
     async def _ensure_node_exists(self, node: str) -> None:
         if node in self.cache.nodes:
