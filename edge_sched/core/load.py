@@ -28,6 +28,7 @@ yet, counts with its full request. See docs/live-load.md.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -64,7 +65,9 @@ StalePolicy = Literal["open", "closed"]
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_ip(text: str) -> IP | None:
+    """The address, or None; cached because every verb looks up every node's InternalIPs."""
     try:
         return ipaddress.ip_address(text)
     except ValueError:

@@ -57,12 +57,18 @@ class SourceState:
     last_ok_at: float | None = None
     errors: dict[str, str] = attrs.field(factory=dict)  # what failed last ("cpu", "memory", "") -> why
     polls: int = 0
+    _snapshot: SourceReadings | None = None  # rebuilt after a change, not per read
 
     def snapshot(self) -> SourceReadings:
-        empty = SeriesIndex()
-        return SourceReadings(
-            self.name, self.max_age_s, cpu=self.readings.get(CPU, empty), memory=self.readings.get(MEMORY, empty)
-        )
+        if self._snapshot is None:
+            empty = SeriesIndex()
+            self._snapshot = SourceReadings(
+                self.name, self.max_age_s, cpu=self.readings.get(CPU, empty), memory=self.readings.get(MEMORY, empty)
+            )
+        return self._snapshot
+
+    def changed(self) -> None:
+        self._snapshot = None
 
 
 @attrs.frozen
@@ -112,6 +118,7 @@ class UsageStore:
             self._sources[source] = SourceState(source, max_age_s)
         else:
             state.max_age_s = max_age_s
+            state.changed()
 
     def attach(self, source: str, provider: Callable[[], UsageSource | None]) -> None:
         """Read a source through `provider` at decision time instead of a poller."""
@@ -126,6 +133,7 @@ class UsageStore:
         """A successful answer: replace `resource`'s readings of `source`."""
         state = self._sources[source]
         state.readings[resource] = readings
+        state.changed()
         state.last_ok_at = self.clock()
         state.errors.pop(resource, None)
         state.errors.pop("", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import attrs
@@ -147,3 +148,26 @@ async def test_a_bind_damps_the_node_until_its_load_shows() -> None:
     assert usage_now.cpu == 0.5 + 2000 / 8000
     second = {p["Host"]: p["Score"] for p in await sched.prioritize(args("hot", "cool", cpu="2", name="p2"))}
     assert second == {"hot": 10, "cool": 0}
+
+
+async def test_c19_nan_and_inf_nodes_score_neutrally_and_no_nan_reaches_json() -> None:
+    from edge_sched.codecs.prom import decode_query_response
+    from edge_sched.core.load import index_samples
+
+    sched, usage, _ = make()
+    body = """{"status":"success","data":{"resultType":"vector","result":[
+     {"metric":{"node":"hot"},"value":[1717000000.5,"NaN"]},
+     {"metric":{"node":"lifted"},"value":[1717000000.5,"+Inf"]},
+     {"metric":{"node":"cool"},"value":[1717000000.5,"0.42"]}]}}"""
+    index = index_samples(decode_query_response(body).samples, wall_now_s=1717000001.0, now=1000.0, max_age_s=30).index
+    usage.publish(PROMETHEUS, "cpu", index)
+    result = await sched.filter(args("hot", "cool", "lifted"))
+    assert result["NodeNames"] == ["hot", "cool", "lifted"]  # unknown is not overloaded
+    await sched.prioritize(args("hot", "cool", "lifted"))
+    plan = sched.plans.get("default/p1")
+    assert plan is not None
+    # NaN/Inf nodes score from requests alone (empty nodes: as free as can be), not as 0 % busy
+    # with a NaN somewhere; the measured 42 % counts for cool.
+    assert plan.scores["hot"].value == plan.scores["lifted"].value > plan.scores["cool"].value
+    json.dumps(plan.to_json(), allow_nan=False)
+    json.dumps(usage.health(sched.cache.nodes.values()), allow_nan=False)
