@@ -283,8 +283,34 @@ def encode(payload: Mapping[str, Any]) -> str:
         return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False)
 
 
+def node_entry(name: str, record: Mapping[str, Any]) -> str:
+    """One `"name": {record}` member of a frame's `nodes` object, encoded on its own so that
+    a large frame can be built piece by piece (see `nodes_object`)."""
+    return json.dumps(name) + ":" + encode(record)
+
+
+def nodes_object(entries: Sequence[str]) -> str:
+    """The `nodes` object from `node_entry` pieces."""
+    return "{" + ",".join(entries) + "}"
+
+
+def _with_nodes(head: Mapping[str, Any], nodes_json: str) -> str:
+    text = encode(head)
+    return text[:-1] + ',"nodes":' + nodes_json + "}"
+
+
+def query_result_from(request_id: RequestId, nodes_json: str, timestamp: float) -> str:
+    """A query_result around an encoded `nodes` object (from `nodes_object`)."""
+    return _with_nodes({"request_id": request_id, "type": "query_result", "timestamp": timestamp}, nodes_json)
+
+
+def status_update_from(timestamp: float, nodes_json: str) -> str:
+    """A status_update around an encoded `nodes` object (from `nodes_object`)."""
+    return _with_nodes({"type": "status_update", "timestamp": timestamp}, nodes_json)
+
+
 def query_result(request_id: RequestId, nodes: Mapping[str, Any], timestamp: float) -> str:
-    return encode({"request_id": request_id, "type": "query_result", "timestamp": timestamp, "nodes": nodes})
+    return query_result_from(request_id, nodes_object([node_entry(n, r) for n, r in nodes.items()]), timestamp)
 
 
 def update_ack(report: StatusReport) -> str:
@@ -304,7 +330,7 @@ def error_frame(request_id: RequestId | None, error: str) -> str:
 
 
 def status_update(timestamp: float, nodes: Mapping[str, Any]) -> str:
-    return encode({"type": "status_update", "timestamp": timestamp, "nodes": nodes})
+    return status_update_from(timestamp, nodes_object([node_entry(n, r) for n, r in nodes.items()]))
 
 
 # -- node records -------------------------------------------------------------------------

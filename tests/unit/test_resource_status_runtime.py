@@ -295,19 +295,19 @@ async def test_cleanup_removes_clients_stuck_past_the_timeout(autojump_clock: tr
 
 async def test_query_update_and_their_errors() -> None:
     service, _, registry = service_with(["node-a"])
-    ok = json.loads(service.handle_message(json.dumps(UPDATE), may_update=True).text)
+    ok = json.loads((await service.handle_message(json.dumps(UPDATE), may_update=True)).text)
     assert ok == {"request_id": "u1", "type": "update_ack", "success": True, "node_id": "node-a", "status_id": 1}
-    unknown = json.loads(service.handle_message(json.dumps({**UPDATE, "node_id": "ghost"}), may_update=True).text)
+    unknown = json.loads((await service.handle_message(json.dumps({**UPDATE, "node_id": "ghost"}), may_update=True)).text)
     assert unknown["type"] == "error" and unknown["request_id"] == "u1"
     assert unknown["error"].startswith("node_id: node 'ghost' is not known")
-    denied = json.loads(service.handle_message(json.dumps(UPDATE), may_update=False).text)
+    denied = json.loads((await service.handle_message(json.dumps(UPDATE), may_update=False)).text)
     assert denied["type"] == "error" and "Authorization: Bearer" in denied["error"]
-    one = json.loads(service.handle_message('{"request_id": "q", "query": "node-a"}', may_update=False).text)
+    one = json.loads((await service.handle_message('{"request_id": "q", "query": "node-a"}', may_update=False)).text)
     assert one["type"] == "query_result" and list(one["nodes"]) == ["node-a"]
     assert one["nodes"]["node-a"]["reported"]["cpu_status"] == "busy"
-    missing = json.loads(service.handle_message('{"request_id": "q2", "query": "ghost"}', may_update=False).text)
+    missing = json.loads((await service.handle_message('{"request_id": "q2", "query": "ghost"}', may_update=False)).text)
     assert missing == {"request_id": "q2", "type": "error", "error": "query: node 'ghost' is not known"}
-    bad = json.loads(service.handle_message("{", may_update=True).text)
+    bad = json.loads((await service.handle_message("{", may_update=True)).text)
     assert bad["type"] == "error" and bad["request_id"] is None
     assert value(registry, "resource_status_messages_total", direction="in", type="update") == 3
     assert value(registry, "resource_status_messages_total", direction="in", type="query") == 2

@@ -102,7 +102,7 @@ def resource_status_blueprint(service: ResourceStatusService) -> Blueprint:
                 service.metrics.errors.labels("oversize").inc()
                 client.request_close(CLOSE_MESSAGE_TOO_BIG, f"message over {MAX_MESSAGE_BYTES} bytes")
                 await trio.sleep_forever()  # the writer sends the close, then ends the connection
-            reply = service.handle_message(message, may_update=may_update)
+            reply = await service.handle_message(message, may_update=may_update)
             try:
                 await client.reply(reply)
             except ClientGone:
