@@ -133,7 +133,9 @@ async def _poll_one(
     if result in ("ok", "empty"):
         if state.changed(resource, result):
             if result == "empty":
-                log.warning("monitor: %s query matched no usable series; %s usage unknown (%s)", resource, resource, detail)
+                log.warning(
+                    "monitor: %s query matched no usable series; %s usage unknown (%s)", resource, resource, detail
+                )
             else:
                 log.info("monitor: %s query ok (%s)", resource, detail)
         return

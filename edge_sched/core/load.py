@@ -3,8 +3,9 @@
 Pure functions (no I/O, no clocks: callers pass `now`), so every rule of spec S7 is
 unit-tested on plain values. The pollers index each answer with `index_samples`; the
 usage store keeps the index per source and resource, looks nodes up in it when a verb
-runs, and asks `resolve_usage` which source a node's decision uses; filter rule 4 is `load_problem`; the score reads the resolved values through
-`Candidate.cpu_usage` / `memory_usage` (`used = max(requested, measured)`).
+runs, and asks `resolve_usage` which source a node's decision uses. Filter rule 4 is
+`load_problem`; the score reads the resolved values through `Candidate.cpu_usage` /
+`memory_usage` (`used = max(requested, measured)`).
 
 Mapping a series to a node (C21), best match first:
 

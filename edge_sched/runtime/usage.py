@@ -207,15 +207,16 @@ class UsageStore:
                 out[name] = "attached" if name in self._providers else DISABLED
                 continue
             if state.errors:
-                since = (
-                    f"last success {now - state.last_ok_at:.0f}s ago" if state.last_ok_at is not None else "never answered"
-                )
+                since = "never answered"
+                if state.last_ok_at is not None:
+                    since = f"last success {now - state.last_ok_at:.0f}s ago"
                 out[name] = f"failing: {'; '.join(e for _, e in sorted(state.errors.items()))} ({since})"
             elif state.last_ok_at is None:
                 out[name] = "waiting for the first poll"
             else:
                 age = now - state.last_ok_at
-                out[name] = f"ok (last poll {age:.0f}s ago)" if age <= state.max_age_s else f"stale (last poll {age:.0f}s ago)"
+                state_word = "ok" if age <= state.max_age_s else "stale"
+                out[name] = f"{state_word} (last poll {age:.0f}s ago)"
         return out
 
     def collector(self, nodes: Callable[[], Iterable[NodeInfo]]) -> LoadSourceCollector:

@@ -22,9 +22,9 @@ from edge_sched.core.load import (
     SeriesIndex,
     SourceReadings,
     damp,
+    index_samples,
     instance_host,
     load_problem,
-    index_samples,
     map_samples,
     node_thresholds,
     parse_threshold,
@@ -168,9 +168,11 @@ def test_c19_unknown_nodes_pass_filter_and_score_neutrally() -> None:
             info, NodeLoad({"cpu": 1000}), cpu_usage=usage.cpu, memory_usage=usage.memory,
             usage_source=usage.source, usage_note=usage.note,
         )
-    assert cands["node-d"].cpu_usage == 0.42 and cands["node-d"].usage_source == PROMETHEUS
+    assert cands["node-d"].cpu_usage == 0.42
+    assert cands["node-d"].usage_source == PROMETHEUS
     for name in ("node-a", "node-b", "node-c"):
-        assert cands[name].cpu_usage is None and cands[name].usage_source == REQUESTS
+        assert cands[name].cpu_usage is None
+        assert cands[name].usage_source == REQUESTS
         assert filter_node(POD, cands[name], FilterLimits()).passed
     scores = {n: score_node(POD, c, ScoreWeights()).value for n, c in cands.items()}
     # Unknown nodes score from requests only (1 of 4 cores used), exactly alike ...

@@ -119,7 +119,8 @@ async def test_queries_use_the_window_and_the_configured_url(
     cpu = next(u for u in seen if "node_cpu" in u.params["query"])
     assert (cpu.host, cpu.port, cpu.path) == ("thanos.test", 9091, "/api/v1/query")
     assert cpu.params["query"] == '1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[3m]))'
-    assert "dedup" not in cpu.params and "partial_response" not in cpu.params
+    assert "dedup" not in cpu.params
+    assert "partial_response" not in cpu.params
     nursery.cancel_scope.cancel()
 
 
@@ -248,7 +249,8 @@ async def test_c20_empty_results_are_counted_and_logged_once(
     with caplog.at_level(logging.INFO, logger="edge_sched.adapters.prom_poller"):
         rig = await start(nursery, empty)
         await trio.sleep(61)
-    assert rig.polls("empty") == 5 and rig.polls("ok") == 5
+    assert rig.polls("empty") == 5
+    assert rig.polls("ok") == 5
     empties = [r for r in caplog.records if "matched no usable series" in r.getMessage()]
     assert len(empties) == 1
     assert rig.usage(NODE_A) == (PROMETHEUS, None, 0.55)
