@@ -32,6 +32,11 @@ def token_guard(token: str, api_root: str) -> Callable[[], Awaitable[Response | 
         # Constant-time comparison: the token must not leak through timing.
         if hmac.compare_digest(given, expected):
             return None
-        return json_response({"error": "missing or wrong bearer token (API_AUTH_TOKEN)"}, 401)
+        refused = json_response({"error": "missing or wrong bearer token (API_AUTH_TOKEN)"}, 401)
+        refused.headers["WWW-Authenticate"] = "Bearer"
+        # The body was never read; closing the connection keeps its unread bytes
+        # from being parsed as the client's next request on a kept-alive connection.
+        refused.headers["Connection"] = "close"
+        return refused
 
     return guard
