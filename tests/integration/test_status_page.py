@@ -76,3 +76,22 @@ def test_two_hundred_nodes_render_filter_and_follow_the_feed(daemon: EdgeSchedDa
         page.uncheck("#problems")
         page.screenshot(path=str(screenshot_path("status-page-200-nodes.png")))
         assert errors == []
+
+
+def test_task_plans_show_when_the_planning_api_has_some(daemon: EdgeSchedDaemon) -> None:
+    """The plans table follows `GET /task-planning/plans` (answered here by the browser, in the
+    API's summary shape, so the page is tested whether or not planning is enabled); with no plans,
+    or no planning API, the section stays hidden."""
+    plans = {"plans": [{"plan_name": "etl", "phase": "running", "tasks": 3,
+                        "task_phases": {"succeeded": 1, "running": 2}, "failed_tasks": []}]}
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1440, "height": 900}, bypass_csp=True)
+        page.goto(daemon.url + "/")
+        page.wait_for_selector("#conn[data-state=live]", timeout=10_000)
+        assert page.is_hidden("#plans-section")
+        page.route("**/api/v1/task-planning/plans", lambda route: route.fulfill(json=plans))
+        page.reload()
+        page.wait_for_selector("tr[data-plan='etl']", timeout=10_000)
+        assert page.is_visible("#plans-section")
+        cells = page.eval_on_selector("tr[data-plan='etl']", "r => [...r.cells].map(c => c.innerText)")
+        assert cells == ["etl", "running", "3", "succeeded 1 · running 2"]
