@@ -29,14 +29,12 @@ from tests.integration.resource_status_helpers import (
     WS_PATH,
     ask,
     feed,
-    health,
     health_async,
     host,
     next_of_type,
     report_nodes,
     start_daemon,
     wait_connections,
-    ws_url,
 )
 
 INTERVAL_S = 0.2

@@ -5,10 +5,8 @@ The cluster-facts view (real nodes, pods and decisions) is tests/e2e/test_status
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
