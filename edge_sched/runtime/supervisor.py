@@ -38,6 +38,7 @@ from edge_sched.runtime.resource_status import services as resource_status_servi
 from edge_sched.runtime.power import PowerService, build_power_service, run_power_sweeper
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.runtime.status import DRAINING, SERVING, DaemonStatus
+from edge_sched.runtime.task_plans import TaskPlanService
 from edge_sched.runtime.usage import UsageStore
 from edge_sched.settings import Settings
 
@@ -59,6 +60,7 @@ class Daemon:
     status: DaemonStatus
     kube: KubeClient | None
     resource_status: ResourceStatusService | None = None  # None: RESOURCE_STATUS_ENABLED=false
+    task_plans: TaskPlanService | None = None  # None: TASK_PLANNING_ENABLED=false
 
 
 def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
@@ -82,7 +84,12 @@ def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
             usage=usage,
             auth_token=settings.server.auth_token,
         )
-    return Daemon(settings, metrics, cache, scheduler, status, kube, feed)
+    daemon = Daemon(settings, metrics, cache, scheduler, status, kube, feed)
+    if settings.task_planning.enabled:  # S11
+        daemon.task_plans = TaskPlanService(settings, kube)
+        daemon.task_plans.register_metrics(metrics.registry)
+        status.probes["task_planning"] = daemon.task_plans.health
+    return daemon
 
 
 async def supervise(
@@ -163,7 +170,7 @@ async def run_daemon(
         async with trio.open_nursery() as nursery:
             root = nursery.cancel_scope
             nursery.start_soon(_watch_signals, shutdown, daemon.status, root, settings.server.shutdown_grace_s)
-            app = create_app(daemon.scheduler, daemon.status, daemon.resource_status)
+            app = create_app(daemon.scheduler, daemon.status, daemon.resource_status, daemon.task_plans)
             http = _hypercorn_config(settings, settings.server.port, tls=True)
 
             async def serve_http(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -187,6 +194,10 @@ async def run_daemon(
             if daemon.resource_status is not None:
                 for name, service in resource_status_services(daemon.resource_status, shutdown.wait):
                     nursery.start_soon(supervise, name, service, daemon.metrics, Backoff())
+            if daemon.task_plans is not None and daemon.kube is not None:
+                nursery.start_soon(
+                    supervise, "task-plan-deployer", daemon.task_plans.serve, daemon.metrics, Backoff()
+                )
             nursery.start_soon(_mark_serving, daemon)
             task_status.started(daemon)
     finally:

@@ -19,17 +19,23 @@ from edge_sched.adapters.http.ops import ops_blueprint
 from edge_sched.adapters.http.power import power_blueprint
 from edge_sched.adapters.http.resource_status import resource_status_blueprint
 from edge_sched.adapters.http.status_page import status_page_blueprint
+from edge_sched.adapters.http.task_planning import task_planning_blueprint
 from edge_sched.runtime.resource_status import ResourceStatusService
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.runtime.status import DaemonStatus
+from edge_sched.runtime.task_plans import TaskPlanService
 
 log = logging.getLogger(__name__)
 
 
 def create_app(
-    scheduler: Scheduler, status: DaemonStatus, resource_status: ResourceStatusService | None = None
+    scheduler: Scheduler,
+    status: DaemonStatus,
+    resource_status: ResourceStatusService | None = None,
+    task_plans: TaskPlanService | None = None,
 ) -> QuartTrio:
-    """Args: resource_status is None when RESOURCE_STATUS_ENABLED=false (its routes answer 404)."""
+    """Args: resource_status is None when RESOURCE_STATUS_ENABLED=false, task_plans when
+    TASK_PLANNING_ENABLED=false (their routes answer 404)."""
     settings = scheduler.settings
     app = QuartTrio("edge_sched")
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_bytes
@@ -41,6 +47,8 @@ def create_app(
         app.register_blueprint(resource_status_blueprint(resource_status), url_prefix=root)
     if scheduler.power is not None:  # computing power enabled (S6.5)
         app.register_blueprint(power_blueprint(scheduler.power), url_prefix=root)
+    if task_plans is not None:  # S11
+        app.register_blueprint(task_planning_blueprint(task_plans), url_prefix=root)
 
     if settings.server.auth_token:
         app.before_request(token_guard(settings.server.auth_token, root))
