@@ -109,7 +109,7 @@ SPEC_OVERRIDES = {"UDP_SERVICE_PORT": "8001"}  # spec S3
 # ClusterRole must grant exactly this: a new permission means a new code path and a change here.
 DAEMON_CLUSTER_PERMISSIONS: set[tuple[str, str, str]] = {
     *{("", "nodes", v) for v in ("get", "list", "watch")},
-    *{("", "pods", v) for v in ("get", "list", "watch", "delete")},
+    *{("", "pods", v) for v in ("get", "list", "watch")},
     ("", "pods/binding", "create"),
     *{(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch", "update")},
     *{("batch", "jobs", v) for v in ("get", "list", "watch", "create", "delete")},
@@ -118,7 +118,7 @@ DAEMON_CLUSTER_PERMISSIONS: set[tuple[str, str, str]] = {
 }
 # ... and in its own namespace (KUBE_NAMESPACE) only: one ConfigMap of state per task plan.
 DAEMON_NAMESPACE_PERMISSIONS: set[tuple[str, str, str]] = {
-    ("", "configmaps", v) for v in ("get", "list", "watch", "create", "update", "patch", "delete")
+    ("", "configmaps", v) for v in ("get", "list", "create", "update", "delete")
 }
 
 # Roles that must never be bound by anything in manifests/.
