@@ -16,6 +16,7 @@ import trio
 import yaml
 
 from edge_sched import __version__
+from edge_sched.adapters.plan_client import add_plan_arguments, main_plan
 from edge_sched.adapters.reporter import add_report_arguments, main_report
 from edge_sched.codecs.scheduler_config import scheduler_configuration
 from edge_sched.settings import ConfigError, LoadedSettings, load_settings, render_settings
@@ -33,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version")
     report = sub.add_parser("report", help="node agent: send computing-power reports over UDP (spec S6.6)")
     add_report_arguments(report)
+    plan = sub.add_parser("plan", help="task plans on a running daemon: apply, status, list, delete (spec S11)")
+    add_plan_arguments(plan)
     sched = sub.add_parser(
         "scheduler-config", help="print a KubeSchedulerConfiguration whose extender is this daemon"
     )
@@ -96,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(render_settings(loaded, show_sources=args.sources))
         return 0
+    if args.command == "plan":
+        return main_plan(args, _extender_url(loaded), loaded.settings.server.auth_token)
     if args.command == "scheduler-config":
         document = scheduler_configuration(
             scheduler_name=loaded.settings.kube.scheduler_name,

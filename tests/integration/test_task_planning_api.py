@@ -8,7 +8,10 @@ API_AUTH_TOKEN guards the mutating calls. Deploying for real is tests/e2e/test_t
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +20,9 @@ import yaml
 
 from tests.cluster.daemon import EdgeSchedDaemon
 from tests.cluster.ports import free_port
+from tests.cluster.processes import minimal_env
+
+REPO = Path(__file__).resolve().parents[2]
 
 TOKEN = "plan-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -156,3 +162,47 @@ def test_health_and_metrics_show_task_planning(daemon: EdgeSchedDaemon) -> None:
     assert health["components"]["task_planning"] == "standalone (dry runs only)"
     text = httpx.get(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5).text
     assert 'edge_sched_task_plans{phase="running"} 0.0' in text
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def cli(daemon: EdgeSchedDaemon, tmp: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = minimal_env(PYTHONPATH=str(REPO), HOME=str(tmp), API_AUTH_TOKEN=TOKEN)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_sched", "plan", *args, "--url", daemon.api_url],
+        capture_output=True, text=True, env=env, cwd=tmp, input=stdin, timeout=60, check=False,
+    )
+
+
+def test_cli_apply_dry_run_prints_order_and_stages(daemon: EdgeSchedDaemon, tmp_path: Path, api: httpx.Client) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(example(api)))
+    done = cli(daemon, tmp_path, "apply", str(path), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "plan ml-pipeline: dry-run (4 tasks, 4 stages)"
+    assert "order:  data-prep -> training -> evaluation -> deployment" in done.stdout
+    as_json = cli(daemon, tmp_path, "apply", "-", "--dry-run", "--json", stdin=json.dumps(example(api)))
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["phase"] == "dry-run"
+
+
+def test_cli_reports_refusals_with_every_problem(daemon: EdgeSchedDaemon, tmp_path: Path, api: httpx.Client) -> None:
+    bad = example(api)
+    bad["tasks"][1]["dependencies"] = ["data-prpe"]
+    bad["tasks"][2]["cpu"] = "lots"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    done = cli(daemon, tmp_path, "apply", str(path), "--dry-run")
+    assert done.returncode == 1
+    assert "plan 'ml-pipeline' is invalid: 2 problems" in done.stderr
+    assert "  - tasks[1].dependencies[0]: unknown task 'data-prpe'; did you mean 'data-prep'?" in done.stderr
+    assert "  - tasks[2].cpu: 'lots'" in done.stderr
+    deploy = cli(daemon, tmp_path, "apply", str(tmp_path / "bad.json"))
+    assert deploy.returncode == 1
+    wrong = tmp_path / "plan.txt"
+    wrong.write_text("{}")
+    assert cli(daemon, tmp_path, "apply", str(wrong)).returncode == 2
+    status = cli(daemon, tmp_path, "status", "nope")
+    assert status.returncode == 1 and "no task plan named 'nope'" in status.stderr
+    listed = cli(daemon, tmp_path, "list")
+    assert listed.returncode == 0 and listed.stdout.strip() == "no task plans (standalone mode)"
