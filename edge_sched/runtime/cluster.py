@@ -46,6 +46,9 @@ class ClusterCache:
     # node -> uid -> (pod, expiry on `clock`)
     _assumed: dict[str, dict[str, tuple[PlacedPod, float]]] = attrs.field(factory=dict)
     _assumed_node: dict[str, str] = attrs.field(factory=dict)  # uid -> node
+    # node -> its NodeLoad without assumed pods, built on first read after a change:
+    # the verbs read every candidate's load per call, pods change far less often.
+    _loads: dict[str, NodeLoad] = attrs.field(factory=dict)
     _changed: trio.Event = attrs.field(factory=trio.Event)
 
     # -- change notification -------------------------------------------------
@@ -72,6 +75,7 @@ class ClusterCache:
 
     # -- pods ----------------------------------------------------------------
     def _account(self, pod: PlacedPod, sign: int) -> None:
+        self._loads.pop(pod.node, None)
         totals = self._requested.setdefault(pod.node, {})
         _add(totals, pod.requests, sign)
         self._pod_count[pod.node] = self._pod_count.get(pod.node, 0) + sign
@@ -80,6 +84,7 @@ class ClusterCache:
         self.pods = {}
         self._requested = {}
         self._pod_count = {}
+        self._loads = {}
         for pod in pods:
             self._store_pod(pod)
         self.pods_synced = True
@@ -139,8 +144,16 @@ class ClusterCache:
 
     # -- reads ---------------------------------------------------------------
     def load(self, node: str) -> NodeLoad:
-        requested = dict(self._requested.get(node, {}))
-        count = self._pod_count.get(node, 0)
+        """Requests and pod count on `node`, assumed pods included (a snapshot: later
+        changes to the cache never show through an earlier answer)."""
+        base = self._loads.get(node)
+        if base is None:
+            base = NodeLoad(dict(self._requested.get(node, {})), self._pod_count.get(node, 0))
+            self._loads[node] = base
+        if node not in self._assumed:
+            return base
+        requested = dict(base.requested)
+        count = base.pod_count
         for pod in self._live_assumed(node):
             _add(requested, pod.requests, +1)
             count += 1
