@@ -17,6 +17,7 @@ Nothing here reads clocks, sockets or settings: callers pass plain values.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, Literal
@@ -75,15 +76,16 @@ class HostPower:
     available_memory_gib: int
     units: tuple[PowerUnit, ...] = ()
 
-    @property
+    # Cached: the verbs read these for every candidate on every call (immutable inputs).
+    @functools.cached_property
     def total_power(self) -> float:
         return math.fsum(u.power for u in self.units)
 
-    @property
+    @functools.cached_property
     def available_power(self) -> float:
         return math.fsum(u.available for u in self.units)
 
-    @property
+    @functools.cached_property
     def average_load_pct(self) -> float | None:
         if not self.units:
             return None
@@ -136,9 +138,11 @@ class PowerDemand:
     detail: str = ""
 
     def of(self, kind: ComputeType) -> float:
-        return {ComputeType.CPU: self.cpu, ComputeType.GPU: self.gpu, ComputeType.FPGA: self.fpga}[kind]
+        if kind is ComputeType.CPU:
+            return self.cpu
+        return self.gpu if kind is ComputeType.GPU else self.fpga
 
-    @property
+    @functools.cached_property
     def needed(self) -> tuple[ComputeType, ...]:
         """The types with a positive demand, CPU first."""
         return tuple(k for k in COMPUTE_TYPES if self.of(k) > 0)

@@ -14,6 +14,7 @@ and UDP reordering across a whole report interval does not happen in practice.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 
@@ -46,6 +47,10 @@ class PowerStore:
     wall_clock: Callable[[], float] = time.time
     _by_node: dict[str, dict[ComputeType, StoredEntry]] = attrs.field(factory=dict)
     latest_report_wall: float | None = None
+    # node -> (its fresh NodePower or None, store time until which that answer holds):
+    # the verbs ask for every candidate per call; a node's answer only changes when it
+    # reports or when one of its entries expires.
+    _power_cache: dict[str, tuple[NodePower | None, float]] = attrs.field(factory=dict)
 
     # -- writes ---------------------------------------------------------------------------
     def apply(self, report: PowerReport) -> None:
@@ -54,6 +59,7 @@ class PowerStore:
         fresh = [(h.name, h.type, StoredEntry(h, report.report_id, now, wall)) for h in report.hosts]
         for name, kind, entry in fresh:
             self._by_node.setdefault(name, {})[kind] = entry
+            self._power_cache.pop(name, None)
         self.latest_report_wall = wall
 
     def sweep(self) -> int:
@@ -67,6 +73,7 @@ class PowerStore:
                 removed += 1
             if not kinds:
                 del self._by_node[name]
+                self._power_cache.pop(name, None)
         return removed
 
     # -- reads ----------------------------------------------------------------------------
@@ -75,12 +82,19 @@ class PowerStore:
 
     def node_power(self, name: str) -> NodePower | None:
         """The node's fresh entries by type, or None when it has none."""
+        now = self.clock()
+        cached = self._power_cache.get(name)
+        if cached is not None and now < cached[1]:
+            return cached[0]
         kinds = self._by_node.get(name)
         if not kinds:
             return None
-        now = self.clock()
-        fresh = {k: e.host for k, e in kinds.items() if self._is_fresh(e, now)}
-        return NodePower(fresh) if fresh else None
+        fresh = {k: e for k, e in kinds.items() if self._is_fresh(e, now)}
+        answer = NodePower({k: e.host for k, e in fresh.items()}) if fresh else None
+        # Valid until the first fresh entry expires (an expired one never comes back).
+        until = min((e.received_at + self.expiry_s for e in fresh.values()), default=math.inf)
+        self._power_cache[name] = (answer, until)
+        return answer
 
     def fresh(self, name: str | None = None) -> Iterator[FreshEntry]:
         """Fresh entries (of one node, or of all), by node name then type."""
