@@ -80,7 +80,7 @@ def print_plan(plan: dict[str, Any], out: TextIO) -> None:
                      _when(t.get("finished_at")), t.get("last_error") or ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1], file=out)
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1], file=out)
 
 
 def _refusal(response: httpx.Response) -> str:

@@ -282,7 +282,9 @@ def _env_vars(value: object, path: str, problems: list[str]) -> tuple[tuple[str,
     if value is None:
         return ()
     if not isinstance(value, Mapping):
-        problems.append(f"{path}: expected an object of NAME: value, e.g. {{\"EPOCHS\": \"10\"}}, got {_kind_of(value)}")
+        problems.append(
+            f"{path}: expected an object of NAME: value, e.g. {{\"EPOCHS\": \"10\"}}, got {_kind_of(value)}"
+        )
         return ()
     out: list[tuple[str, str]] = []
     for key, item in value.items():

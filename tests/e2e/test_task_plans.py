@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -92,7 +91,8 @@ def api(stack: EdgeStack) -> Iterator[httpx.Client]:
 def submit(api: httpx.Client, name: str, *tasks: dict[str, Any]) -> dict[str, Any]:
     r = api.post("/plans", json={"plan_name": name, "tasks": list(tasks)}, headers=AUTH)
     assert r.status_code == 201, r.text
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 def wait_finished(api: httpx.Client, name: str, timeout_s: float = 90) -> dict[str, Any]:
@@ -100,11 +100,14 @@ def wait_finished(api: httpx.Client, name: str, timeout_s: float = 90) -> dict[s
         plan = api.get(f"/plans/{name}").json()
         return plan if plan.get("finished_at") else None
 
-    return wait_for(finished, timeout_s, f"task plan {name} finished", interval_s=0.5)
+    plan = wait_for(finished, timeout_s, f"task plan {name} finished", interval_s=0.5)
+    assert plan is not None  # wait_for returns only a truthy answer
+    return plan
 
 
 def jobs_of(cp: ControlPlane, plan: str) -> list[dict[str, Any]]:
-    return cp.get("/apis/batch/v1/jobs", labelSelector=f"edge-sched.io/plan={plan}")["items"]
+    items: list[dict[str, Any]] = cp.get("/apis/batch/v1/jobs", labelSelector=f"edge-sched.io/plan={plan}")["items"]
+    return items
 
 
 def ts(text: str) -> float:
@@ -181,7 +184,7 @@ def test_failing_task_is_retried_then_plan_fails_and_dependants_are_skipped(
     assert [a["number"] for a in attempts] == list(range(1, RETRY_COUNT + 2))  # exactly RETRY_COUNT retries
     assert all(a["result"] == "failed" for a in attempts), attempts
     assert "Job failed" in attempts[0]["error"]
-    for before, after in zip(attempts, attempts[1:]):
+    for before, after in zip(attempts, attempts[1:], strict=False):
         gap = after["started_at"] - before["finished_at"]
         assert RETRY_INTERVAL_S <= gap < RETRY_INTERVAL_S + SLACK_S, attempts
     assert bad["last_error"].startswith(f"{RETRY_COUNT + 1} attempt(s) failed")
@@ -190,7 +193,8 @@ def test_failing_task_is_retried_then_plan_fails_and_dependants_are_skipped(
     assert plan["tasks"]["then"]["phase"] == "skipped"
     assert plan["tasks"]["independent"]["phase"] == "succeeded"  # its branch went on
     # Each retry deleted the failed Job first; the last one is kept for `kubectl logs`.
-    jobs = {j["metadata"]["name"] for j in jobs_of(control_plane, name) if j["metadata"]["labels"]["edge-sched.io/task"] == "bad"}
+    jobs = {j["metadata"]["name"] for j in jobs_of(control_plane, name)
+            if j["metadata"]["labels"]["edge-sched.io/task"] == "bad"}
     wait_for(lambda: {j["metadata"]["name"] for j in jobs_of(control_plane, name)
                       if j["metadata"]["labels"]["edge-sched.io/task"] == "bad"} == {attempts[-1]["object_name"]},
              30, f"only the last attempt's Job left (had {jobs})")
@@ -227,10 +231,12 @@ def test_daemon_killed_mid_plan_resumes_without_duplicate_jobs(
         submit(api, name, task("first"), task("second", "first", complete_after="4s"), task("third", "second"))
 
         def second_job() -> dict[str, Any] | None:
-            jobs = [j for j in jobs_of(control_plane, name) if j["metadata"]["labels"]["edge-sched.io/task"] == "second"]
+            jobs = [j for j in jobs_of(control_plane, name)
+                    if j["metadata"]["labels"]["edge-sched.io/task"] == "second"]
             return jobs[0] if jobs else None
 
         job = wait_for(second_job, 60, "the Job of the second task", interval_s=0.2)
+        assert job is not None
         daemon = stack.daemon
         os.kill(daemon.proc.pid or 0, signal.SIGKILL)
         daemon.proc.stop()
@@ -267,7 +273,7 @@ def test_delete_removes_everything(api: httpx.Client, control_plane: ControlPlan
            task("local", namespace=NAMESPACE), task("later", "serve", complete_after="1h"))
 
     def serving() -> bool:
-        return api.get(f"/plans/{name}").json()["tasks"]["later"]["phase"] == "running"
+        return bool(api.get(f"/plans/{name}").json()["tasks"]["later"]["phase"] == "running")
 
     wait_for(serving, 60, "service available and the next task running", interval_s=0.3)
     # In KUBE_NAMESPACE the Job is owned by the plan's ConfigMap; elsewhere it cannot be.

@@ -62,10 +62,12 @@ def test_dry_run_answers_order_stages_and_placements(api: httpx.Client) -> None:
     r = api.post("/plans", params={"deploy": "false"}, json=example(api))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["phase"] == "dry-run" and body["deployed"] is False
+    assert body["phase"] == "dry-run"
+    assert body["deployed"] is False
     assert body["serialized_tasks"] == ["data-prep", "training", "evaluation", "deployment"]
     assert body["stages"] == [["data-prep"], ["training"], ["evaluation"], ["deployment"]]
-    assert isinstance(body["placements"], dict) and "placement_note" in body
+    assert isinstance(body["placements"], dict)
+    assert "placement_note" in body
     assert body["tasks"]["training"]["namespace"] == "ml"  # TASK_PLANNING_DEFAULT_NAMESPACE
     assert body["tasks"]["deployment"]["kind"] == "service"
     assert api.get("/plans").json() == {"mode": "standalone", "plans": []}  # nothing stored
@@ -75,7 +77,8 @@ def test_yaml_body_and_uploaded_files(api: httpx.Client) -> None:
     doc = example(api)
     text = yaml.safe_dump(doc)
     r = api.post("/plans?deploy=false", content=text, headers={"Content-Type": "application/yaml"})
-    assert r.status_code == 200 and r.json()["plan_name"] == "ml-pipeline"
+    assert r.status_code == 200
+    assert r.json()["plan_name"] == "ml-pipeline"
     for filename, content in (("plan.yaml", text), ("plan.yml", text), ("plan.json", json.dumps(doc))):
         r = api.post("/upload?deploy=false", files={"file": (filename, content.encode())})
         assert r.status_code == 200, (filename, r.text)
@@ -84,17 +87,21 @@ def test_yaml_body_and_uploaded_files(api: httpx.Client) -> None:
 
 def test_upload_refusals(api: httpx.Client) -> None:
     r = api.post("/upload?deploy=false", files={"file": ("plan.txt", b"{}")})
-    assert r.status_code == 400 and r.json()["error"] == "file: 'plan.txt' is not a .json, .yaml or .yml file"
+    assert r.status_code == 400
+    assert r.json()["error"] == "file: 'plan.txt' is not a .json, .yaml or .yml file"
     r = api.post("/upload?deploy=false", data={"x": "y"})
-    assert r.status_code == 400 and "field named 'file'" in r.json()["error"]
+    assert r.status_code == 400
+    assert "field named 'file'" in r.json()["error"]
     r = api.post("/upload?deploy=false", files={"file": ("plan.yaml", b"a: [1,\n")})
-    assert r.status_code == 400 and r.json()["problems"][0].startswith("body: invalid YAML")
+    assert r.status_code == 400
+    assert r.json()["problems"][0].startswith("body: invalid YAML")
 
 
 def test_deploying_in_standalone_mode_is_a_clear_503(api: httpx.Client) -> None:
     r = api.post("/plans", json=example(api))
     assert r.status_code == 503
-    assert "standalone mode" in r.json()["error"] and "?deploy=false" in r.json()["error"]
+    assert "standalone mode" in r.json()["error"]
+    assert "?deploy=false" in r.json()["error"]
     assert api.delete("/plans/ml-pipeline").status_code == 503
     assert api.get("/plans/ml-pipeline").status_code == 404
 
@@ -151,7 +158,8 @@ def test_mutating_calls_need_the_bearer_token(daemon: EdgeSchedDaemon) -> None:
         doc = anonymous.get("/example").json()  # reads stay open
         assert anonymous.get("/plans").status_code == 200
         assert anonymous.post("/plans?deploy=false", json=doc).status_code == 401
-        assert anonymous.post("/upload?deploy=false", files={"file": ("p.json", json.dumps(doc).encode())}).status_code == 401
+        upload = {"file": ("p.json", json.dumps(doc).encode())}
+        assert anonymous.post("/upload?deploy=false", files=upload).status_code == 401
         assert anonymous.delete("/plans/x").status_code == 401
         wrong = {"Authorization": "Bearer nope"}
         assert anonymous.post("/plans?deploy=false", json=doc, headers=wrong).status_code == 401
@@ -183,7 +191,8 @@ def test_cli_apply_dry_run_prints_order_and_stages(daemon: EdgeSchedDaemon, tmp_
     assert done.stdout.splitlines()[0] == "plan ml-pipeline: dry-run (4 tasks, 4 stages)"
     assert "order:  data-prep -> training -> evaluation -> deployment" in done.stdout
     as_json = cli(daemon, tmp_path, "apply", "-", "--dry-run", "--json", stdin=json.dumps(example(api)))
-    assert as_json.returncode == 0 and json.loads(as_json.stdout)["phase"] == "dry-run"
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout)["phase"] == "dry-run"
 
 
 def test_cli_reports_refusals_with_every_problem(daemon: EdgeSchedDaemon, tmp_path: Path, api: httpx.Client) -> None:
@@ -203,6 +212,8 @@ def test_cli_reports_refusals_with_every_problem(daemon: EdgeSchedDaemon, tmp_pa
     wrong.write_text("{}")
     assert cli(daemon, tmp_path, "apply", str(wrong)).returncode == 2
     status = cli(daemon, tmp_path, "status", "nope")
-    assert status.returncode == 1 and "no task plan named 'nope'" in status.stderr
+    assert status.returncode == 1
+    assert "no task plan named 'nope'" in status.stderr
     listed = cli(daemon, tmp_path, "list")
-    assert listed.returncode == 0 and listed.stdout.strip() == "no task plans (standalone mode)"
+    assert listed.returncode == 0
+    assert listed.stdout.strip() == "no task plans (standalone mode)"

@@ -101,7 +101,8 @@ class FakeApi:
             if (kind, ns, body["metadata"]["name"]) in self.objects:
                 raise KubeConflict("HTTP 409: already exists", 409)
             return self.put_object(kind, body)
-        assert ns is not None and name is not None
+        assert ns is not None
+        assert name is not None
         current = self.objects.get((kind, ns, name))
         if current is None:
             raise KubeNotFound(f"HTTP 404: {kind} {name} not found", 404)
@@ -113,7 +114,7 @@ class FakeApi:
             body = {**body, "metadata": {**body["metadata"], "uid": current["metadata"]["uid"]}}
             self.objects[(kind, ns, name)] = body
             self._emit(kind, "MODIFIED", body)
-            return body
+            return dict(body)
         if method == "DELETE":
             self.remove(kind, ns, name)
             return {}
@@ -209,7 +210,9 @@ class Harness:
 
     async def finished(self, name: str, limit_s: float = 10_000) -> None:
         with trio.fail_after(limit_s):
-            while (run := self.service.runs.get(name)) is None or run.state.finished_at is None:
+            while (run := self.service.runs.get(name)) is None or run.state.finished_at is None:  # noqa: ASYNC110
+                # Polling on virtual time costs nothing and, unlike waiting for an API event,
+                # also sees bookkeeping done after the last write.
                 await trio.sleep(0.5)
 
 
@@ -239,13 +242,16 @@ async def test_tasks_start_when_their_dependencies_succeed(autojump_clock: trio.
         assert run.state.phase == "succeeded"
         starts = {tid: (t.started_at or 0) - t0 for tid, t in tasks.items()}
         ends = {tid: (t.finished_at or 0) - t0 for tid, t in tasks.items()}
-        assert starts["a"] == pytest.approx(0, abs=0.01) and starts["e"] == pytest.approx(0, abs=0.01)
-        assert starts["b"] == pytest.approx(ends["a"]) and starts["c"] == pytest.approx(ends["a"])
+        assert starts["a"] == pytest.approx(0, abs=0.01)
+        assert starts["e"] == pytest.approx(0, abs=0.01)
+        assert starts["b"] == pytest.approx(ends["a"])
+        assert starts["c"] == pytest.approx(ends["a"])
         assert starts["d"] == pytest.approx(max(ends["b"], ends["c"])) == pytest.approx(ends["b"])
         assert ends["b"] - starts["b"] == pytest.approx(3.0, abs=0.01)
         assert {tasks[t].node for t in tasks} == {"n1"}
         stored = api.get("configmaps", NS, configmap_name("p"))
-        assert stored is not None and '"phase":"succeeded"' in stored["data"]["state.json"]
+        assert stored is not None
+        assert '"phase":"succeeded"' in stored["data"]["state.json"]
         nursery.cancel_scope.cancel()
 
 
@@ -260,9 +266,10 @@ async def test_a_failing_task_is_retried_interval_apart_then_fails_and_skips(
         await Harness(api, service, nursery).finished("p")
         bad = run.state.tasks["bad"]
         assert [a.result for a in bad.attempts] == ["failed"] * 3
-        for before, after in zip(bad.attempts, bad.attempts[1:]):
+        for before, after in zip(bad.attempts, bad.attempts[1:], strict=False):
             assert after.started_at - (before.finished_at or 0) == pytest.approx(5.0, abs=0.01)
-        assert run.state.phase == "failed" and run.state.failed_tasks == ("bad",)
+        assert run.state.phase == "failed"
+        assert run.state.failed_tasks == ("bad",)
         assert run.state.tasks["after"].phase == run.state.tasks["later"].phase == "skipped"
         # The independent branch ran to its end (20 s, long after `bad` had failed at ~13 s).
         assert run.state.tasks["solo"].phase == "succeeded"
@@ -276,7 +283,8 @@ async def test_a_never_completing_task_times_out_each_attempt(autojump_clock: tr
     api = FakeApi()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(fake_controllers, api, lambda tid: None)
-        service = await start_service(nursery, api, settings(deploy_timeout_s=30.0, retry_count=1, retry_interval_s=5.0))
+        cfg = settings(deploy_timeout_s=30.0, retry_count=1, retry_interval_s=5.0)
+        service = await start_service(nursery, api, cfg)
         run = await service.submit(plan(("stuck", []), ("next", ["stuck"])))
         await Harness(api, service, nursery).finished("p")
         attempts = run.state.tasks["stuck"].attempts
@@ -383,7 +391,8 @@ async def test_delete_stops_the_plan_and_removes_everything(autojump_clock: trio
         assert sorted(job_names(api, "p")) == [object_name("p", "a", 1), object_name("p", "b", 1)]
         finished, _ = await service.delete("p")
         assert finished
-        assert api.of_kind("jobs") == [] and api.of_kind("deployments") == []
+        assert api.of_kind("jobs") == []
+        assert api.of_kind("deployments") == []
         assert api.get("configmaps", NS, configmap_name("p")) is None
         assert "p" not in service.runs
         # The name is free again.
@@ -404,7 +413,7 @@ async def test_a_configmap_deleted_by_hand_takes_the_plans_objects_with_it(
         await trio.sleep(1)
         api.remove("configmaps", NS, configmap_name("p"))
         with trio.fail_after(100):
-            while "p" in service.runs:
+            while "p" in service.runs:  # noqa: ASYNC110 (polling: see Harness.finished)
                 await trio.sleep(1)
         assert api.of_kind("jobs") == []
         nursery.cancel_scope.cancel()
@@ -427,9 +436,10 @@ async def test_a_stored_plan_marked_deleting_is_deleted_on_start(autojump_clock:
         async with trio.open_nursery() as nursery:
             service = await start_service(nursery, api, settings())
             with trio.fail_after(100):
-                while "p" in service.runs:
+                while "p" in service.runs:  # noqa: ASYNC110
                     await trio.sleep(1)
-            assert job_names(api, "p") == [] and api.get("configmaps", NS, configmap_name("p")) is None
+            assert job_names(api, "p") == []
+            assert api.get("configmaps", NS, configmap_name("p")) is None
             nursery.cancel_scope.cancel()
         outer.cancel_scope.cancel()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
 from edge_sched.codecs.task_objects import (
-    PLANNED_NODE_ANNOTATION,
     PLAN_UID_ANNOTATION,
+    PLANNED_NODE_ANNOTATION,
     configmap_name,
     deployment_outcome,
     job_outcome,
@@ -33,7 +34,7 @@ from edge_sched.core.taskrun import (
     summary,
 )
 
-RETRIES = {"retry_count": 2, "retry_interval_s": 5.0}
+RETRIES: dict[str, Any] = {"retry_count": 2, "retry_interval_s": 5.0}
 
 
 def diamond() -> TaskPlan:
@@ -55,7 +56,8 @@ def test_object_names_are_deterministic_dns_labels_one_per_attempt() -> None:
     # Concatenations that read alike stay apart.
     assert object_name("a", "b-c", 1) != object_name("a-b", "c", 1)
     long = object_name("p" * 63, "t" * 63, 12)
-    assert len(long) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", long)
+    assert len(long) <= 63
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", long)
     assert long.endswith("-12")
 
 
@@ -64,7 +66,8 @@ def test_diamond_runs_in_dependency_order() -> None:
     state = initial_state(plan, 0.0, {})
     assert ready_tasks(plan, state) == ["a", "e"]
     state = start_attempt(plan, state, "a", 1.0)
-    assert active_tasks(plan, state) == ["a"] and ready_tasks(plan, state) == ["e"]
+    assert active_tasks(plan, state) == ["a"]
+    assert ready_tasks(plan, state) == ["e"]
     state = finish_attempt(plan, state, "a", 2.0, "succeeded", None, **RETRIES)
     assert ready_tasks(plan, state) == ["b", "c", "e"]
     state = run(plan, state, "b", 3.0, "succeeded")
@@ -72,9 +75,11 @@ def test_diamond_runs_in_dependency_order() -> None:
     state = run(plan, state, "c", 4.0, "succeeded")
     state = run(plan, state, "e", 4.0, "succeeded")
     assert ready_tasks(plan, state) == ["d"]
-    assert state.phase == "running" and state.finished_at is None
+    assert state.phase == "running"
+    assert state.finished_at is None
     state = run(plan, state, "d", 6.0, "succeeded")
-    assert state.phase == "succeeded" and state.finished_at == 7.0
+    assert state.phase == "succeeded"
+    assert state.finished_at == 7.0
     assert state.tasks["d"].started_at == 6.0
 
 
@@ -99,10 +104,12 @@ def test_failure_is_retried_retry_count_times_interval_apart_then_fails_and_skip
         assert state.tasks[dependant].phase == "skipped"
         assert state.tasks[dependant].skipped_because == "a"
     # The independent branch goes on; the plan is over only when it is done.
-    assert state.tasks["e"].phase == "pending" and ready_tasks(plan, state) == ["e"]
+    assert state.tasks["e"].phase == "pending"
+    assert ready_tasks(plan, state) == ["e"]
     assert state.finished_at is None
     state = run(plan, state, "e", 40.0, "succeeded")
-    assert state.phase == "failed" and state.finished_at == 41.0
+    assert state.phase == "failed"
+    assert state.finished_at == 41.0
 
 
 def test_retry_count_zero_fails_at_once() -> None:
@@ -118,7 +125,8 @@ def test_a_retry_starts_the_next_attempt_with_a_new_name() -> None:
     state = run(plan, initial_state(plan, 0.0, {}), "a", 0.0, "failed", "x")
     state = start_attempt(plan, state, "a", 10.0)
     current = state.tasks["a"].current
-    assert current is not None and current.number == 2
+    assert current is not None
+    assert current.number == 2
     assert current.object_name == object_name("dia", "a", 2)
     assert state.tasks["a"].retry_at is None
 
@@ -171,13 +179,16 @@ def test_bad_stored_state_is_named(mutate, fragment: str) -> None:  # type: igno
 def test_describe_and_summary() -> None:
     plan = diamond()
     dry = describe(plan, None, placements={"a": "n1"}, placement_note="greedy")
-    assert dry["phase"] == "dry-run" and dry["deployed"] is False
+    assert dry["phase"] == "dry-run"
+    assert dry["deployed"] is False
     assert dry["serialized_tasks"] == ["a", "b", "c", "d", "e"]  # d < e once ready
     assert dry["stages"] == [["a", "e"], ["b", "c"], ["d"]]
-    assert dry["tasks"]["a"]["planned_node"] == "n1" and dry["tasks"]["d"]["stage"] == 2
+    assert dry["tasks"]["a"]["planned_node"] == "n1"
+    assert dry["tasks"]["d"]["stage"] == 2
     state = run(plan, initial_state(plan, 0.0, {}), "a", 1.0, "succeeded")
     live = describe(plan, state)
-    assert live["phase"] == "running" and live["tasks"]["a"]["phase"] == "succeeded"
+    assert live["phase"] == "running"
+    assert live["tasks"]["a"]["phase"] == "succeeded"
     assert live["tasks"]["a"]["attempts"][0]["result"] == "succeeded"
     assert summary(plan, state)["task_phases"] == {"succeeded": 1, "pending": 4}
 
@@ -195,7 +206,9 @@ def test_job_for_an_attempt() -> None:
     name = object_name(plan.plan_name, "training", 2)
     job = task_object(plan, training, 2, name, scheduler_name="edge-scheduler", plan_uid="u1",
                       planned_node="gpu-1", owner=None)
-    assert job["kind"] == "Job" and job["metadata"]["name"] == name and job["metadata"]["namespace"] == "ml"
+    assert job["kind"] == "Job"
+    assert job["metadata"]["name"] == name
+    assert job["metadata"]["namespace"] == "ml"
     assert job["metadata"]["labels"]["edge-sched.io/attempt"] == "2"
     assert job["spec"]["backoffLimit"] == 0
     pod = job["spec"]["template"]
@@ -209,7 +222,8 @@ def test_job_for_an_attempt() -> None:
         "requests": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"},
         "limits": {"nvidia.com/gpu": "1"},
     }
-    assert container["command"] == ["python", "-c"] and container["env"] == [{"name": "EPOCHS", "value": "10"}]
+    assert container["command"] == ["python", "-c"]
+    assert container["env"] == [{"name": "EPOCHS", "value": "10"}]
     assert "ownerReferences" not in job["metadata"]
 
 
@@ -218,7 +232,8 @@ def test_service_is_a_deployment_with_an_owner_reference_when_namespaces_match()
     owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": configmap_name(plan.plan_name), "uid": "u1"}
     dep = task_object(plan, plan.by_id["deployment"], 1, "x", scheduler_name="s", plan_uid="u1",
                       planned_node=None, owner=owner)
-    assert dep["kind"] == "Deployment" and dep["spec"]["replicas"] == 1
+    assert dep["kind"] == "Deployment"
+    assert dep["spec"]["replicas"] == 1
     assert dep["metadata"]["ownerReferences"] == [owner]
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -262,11 +277,15 @@ def test_job_outcome(conditions: list[dict[str, str]], expected: tuple[bool, str
 
 def test_deployment_available_only_with_its_replica_up() -> None:
     base = {"metadata": {"generation": 1}, "spec": {"replicas": 1}}
-    fresh = {**base, "status": {"observedGeneration": 1, "conditions": [cond("Available", reason="MinimumReplicasAvailable")]}}
+    available = cond("Available", reason="MinimumReplicasAvailable")
+    fresh = {**base, "status": {"observedGeneration": 1, "conditions": [available]}}
     assert deployment_outcome(fresh) is None  # Available at once, with nothing running yet
     ready = {**base, "status": {"observedGeneration": 1, "availableReplicas": 1, "conditions": [cond("Available")]}}
     outcome = deployment_outcome(ready)
-    assert outcome is not None and outcome.succeeded
+    assert outcome is not None
+    assert outcome.succeeded
     stuck = {**base, "status": {"conditions": [cond("Progressing", "False", "ProgressDeadlineExceeded", "too slow")]}}
     outcome = deployment_outcome(stuck)
-    assert outcome is not None and not outcome.succeeded and "ProgressDeadlineExceeded" in outcome.reason
+    assert outcome is not None
+    assert not outcome.succeeded
+    assert "ProgressDeadlineExceeded" in outcome.reason
