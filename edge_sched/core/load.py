@@ -428,6 +428,8 @@ def parse_threshold(text: str) -> float | None:
 
 def node_thresholds(node: NodeInfo, limits: LoadLimits) -> Thresholds:
     """The node's thresholds: its annotations where valid, else the configured defaults."""
+    if not node.annotations:  # the common case, on every candidate of every call
+        return Thresholds(limits.cpu_threshold, limits.memory_threshold)
     chosen = {CPU: limits.cpu_threshold, MEMORY: limits.memory_threshold}
     problems: list[str] = []
     for resource, annotation in THRESHOLD_ANNOTATIONS.items():
