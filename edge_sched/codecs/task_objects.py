@@ -186,6 +186,26 @@ def task_object(
     }
 
 
+def placement_pod(plan: TaskPlan, task: Task, *, scheduler_name: str) -> dict[str, Any]:
+    """A Pod object standing for the task's pod when the plan is placed (S10), before any
+    Job exists: the same containers, requests and scheduler as the real pods will have.
+
+    Its name, `<plan>.<task>`, is only the key of the placement (real pod names are
+    chosen by the Job and Deployment controllers); the dot keeps it apart from any name
+    those controllers generate.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{plan.plan_name}.{task.task_id}",
+            "namespace": task.namespace or "",
+            "labels": {MANAGED_BY: MANAGER, PLAN_LABEL: plan.plan_name, TASK_LABEL: task.task_id},
+        },
+        "spec": {"schedulerName": scheduler_name, "containers": [_container(task)]},
+    }
+
+
 @attrs.frozen
 class Outcome:
     succeeded: bool

@@ -145,7 +145,7 @@ def test_diamond_runs_in_dependency_order(api: httpx.Client, control_plane: Cont
         for tid, t in tasks.items():
             assert t["phase"] == "succeeded"
             assert len(t["attempts"]) == 1
-            assert t["node"] in ("tp-n1", "tp-n2"), t
+            assert t["node"], t  # where its pod ran, from the pod watch
             for dep in t["dependencies"]:
                 # Our record: started only after every dependency was seen complete...
                 assert t["started_at"] >= tasks[dep]["finished_at"], (tid, dep)

@@ -14,6 +14,7 @@ from edge_sched.codecs.task_objects import (
     configmap_name,
     deployment_outcome,
     job_outcome,
+    placement_pod,
     read_state_configmap,
     state_configmap,
     task_object,
@@ -289,3 +290,13 @@ def test_deployment_available_only_with_its_replica_up() -> None:
     assert outcome is not None
     assert not outcome.succeeded
     assert "ProgressDeadlineExceeded" in outcome.reason
+
+
+def test_placement_pod_has_the_tasks_requests() -> None:
+    from edge_sched.codecs.kube_objects import pod_demand_from_object
+
+    plan = example()
+    pod = placement_pod(plan, plan.by_id["training"], scheduler_name="edge-scheduler")
+    demand = pod_demand_from_object(pod)
+    assert demand.key == "ml/ml-pipeline.training"
+    assert dict(demand.requests) == {"cpu": 2000, "memory": 4 * 2**30, "nvidia.com/gpu": 1}
