@@ -217,3 +217,14 @@ def test_cli_reports_refusals_with_every_problem(daemon: EdgeSchedDaemon, tmp_pa
     listed = cli(daemon, tmp_path, "list")
     assert listed.returncode == 0
     assert listed.stdout.strip() == "no task plans (standalone mode)"
+
+
+def test_disabled_task_planning_has_no_endpoints(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "USE_SERVICE_ACCOUNT": "false", "TASK_PLANNING_ENABLED": "false"}
+    with EdgeSchedDaemon.start(env, tmp_path, free_port()) as daemon:
+        assert httpx.get(daemon.api_url + "/task-planning/plans", timeout=5).status_code == 404
+        assert httpx.get(daemon.api_url + "/task-planning/example", timeout=5).status_code == 404
+        health = httpx.get(daemon.api_url + "/scheduler/health", timeout=5).json()
+        assert "task_planning" not in health["components"]
+        text = httpx.get(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5).text
+        assert "edge_sched_task_plans" not in text
