@@ -288,6 +288,7 @@ class TaskPlanService:
     pods: PodNodes = attrs.field(init=False)
     reflectors: dict[str, ReflectorStatus] = attrs.field(factory=dict)
     loaded: bool = False
+    load_error: str = ""  # why stored plans could not be listed, until they are
     attempts_total: Counter | None = None
     _nursery: trio.Nursery | None = None
     _submitting: set[str] = attrs.field(factory=set)
@@ -318,7 +319,7 @@ class TaskPlanService:
         if self.kube is None:
             return "standalone (dry runs only)"
         if not self.loaded:
-            return "starting"
+            return f"starting (listing stored plans failed: {self.load_error})" if self.load_error else "starting"
         running = sum(1 for r in self.runs.values() if r.state.finished_at is None)
         stuck = [f"{r.name}: {r.problem}" for r in self.runs.values() if r.problem]
         text = f"ready ({len(self.runs)} plans, {running} active)"
@@ -344,9 +345,16 @@ class TaskPlanService:
                 # Resumed attempts are judged on what the caches show: let them fill first.
                 while not all(s.synced for s in self.reflectors.values()):
                     await self.signal.wait()
-                stored, _ = await list_all(
-                    kube, WatchTarget("task-plans", self._cm_collection, {"labelSelector": STATE_LABEL})
-                )
+                try:
+                    stored, _ = await list_all(
+                        kube, WatchTarget("task-plans", self._cm_collection, {"labelSelector": STATE_LABEL})
+                    )
+                except KubeError as exc:
+                    # e.g. the Role is bound in another namespace than KUBE_NAMESPACE (403):
+                    # say so in health; `supervise` restarts this service with backoff.
+                    self.load_error = str(exc)
+                    raise
+                self.load_error = ""
                 self.runs = {}
                 self.unreadable = {}
                 for obj in stored:

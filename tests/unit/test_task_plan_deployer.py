@@ -20,7 +20,7 @@ import trio.testing
 from edge_sched.codecs.task_objects import PLAN_UID_ANNOTATION, configmap_name
 from edge_sched.core.taskplan import TaskPlan, parse_plan
 from edge_sched.core.taskrun import object_name
-from edge_sched.errors import KubeConflict, KubeNotFound
+from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
 from edge_sched.runtime.task_plans import PlanExists, TaskPlanService
 from edge_sched.settings import Settings, TaskPlanningSettings
 
@@ -457,3 +457,23 @@ async def test_an_unreadable_configmap_is_reported_and_can_be_deleted(autojump_c
         assert await service.delete("old") == (True, None)
         assert api.get("configmaps", NS, configmap_name("old")) is None
         nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_listing_shows_in_health(autojump_clock: trio.testing.MockClock) -> None:
+    class Forbidden(FakeApi):
+        async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                          body: Any = None) -> dict[str, Any]:
+            if method == "GET" and path.endswith("/configmaps"):
+                raise KubeError('HTTP 403: configmaps is forbidden in the namespace "edge-scheduler"', 403)
+            return await super().request(method, path, params=params, body=body)
+
+    service = TaskPlanService(settings(), Forbidden(), clock=trio.current_time)  # type: ignore[arg-type]
+    refused = False
+    try:
+        await service.serve()
+    except* KubeError:
+        refused = True
+    assert refused
+    assert service.health() == (
+        'starting (listing stored plans failed: HTTP 403: configmaps is forbidden in the namespace "edge-scheduler")'
+    )
