@@ -186,6 +186,18 @@ def task_object(
     }
 
 
+def planned_node(pod: Any) -> str | None:
+    """The node a task plan placed this pod on (annotation `edge-sched.io/planned-node`), if any.
+
+    Any pod may carry it; it is a preference the extender weighs like a batch plan, never
+    a way past filter, so it grants nothing a node affinity preference would not.
+    """
+    meta = pod.get("metadata") if isinstance(pod, Mapping) else None
+    annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
+    value = annotations.get(PLANNED_NODE_ANNOTATION) if isinstance(annotations, Mapping) else None
+    return value if isinstance(value, str) and value else None
+
+
 def placement_pod(plan: TaskPlan, task: Task, *, scheduler_name: str) -> dict[str, Any]:
     """A Pod object standing for the task's pod when the plan is placed (S10), before any
     Job exists: the same containers, requests and scheduler as the real pods will have.

@@ -15,6 +15,7 @@ from edge_sched.codecs.task_objects import (
     deployment_outcome,
     job_outcome,
     placement_pod,
+    planned_node,
     read_state_configmap,
     state_configmap,
     task_object,
@@ -300,3 +301,19 @@ def test_placement_pod_has_the_tasks_requests() -> None:
     demand = pod_demand_from_object(pod)
     assert demand.key == "ml/ml-pipeline.training"
     assert dict(demand.requests) == {"cpu": 2000, "memory": 4 * 2**30, "nvidia.com/gpu": 1}
+
+
+@pytest.mark.parametrize(
+    ("pod", "expected"),
+    [
+        ({"metadata": {"annotations": {PLANNED_NODE_ANNOTATION: "n1"}}}, "n1"),
+        ({"metadata": {"annotations": {PLANNED_NODE_ANNOTATION: ""}}}, None),
+        ({"metadata": {"annotations": None}}, None),
+        ({"metadata": None}, None),
+        ({}, None),
+        ("not a pod", None),
+        ({"metadata": {"annotations": {PLANNED_NODE_ANNOTATION: 7}}}, None),
+    ],
+)
+def test_planned_node_is_read_from_the_pod(pod: object, expected: str | None) -> None:
+    assert planned_node(pod) == expected
