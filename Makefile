@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: test unit e2e demo deps kube-binaries system-packages clean
+.PHONY: test unit e2e demo dist deps kube-binaries system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,22 @@ e2e: deps
 
 demo: deps
 	$(PY) -m tests.cluster.demo
+
+# Single-file executable for edge hosts (docs/deployment.md, "Single-file executable"): a shiv
+# zipapp of the daemon and every dependency, native wheels (numpy, ...) for this machine's platform
+# and Python version included, so the host needs that python3.X and nothing else.  The shebang
+# names that version; pyc files are compiled when it first unpacks (the units set
+# PYTHONDONTWRITEBYTECODE).  pip builds the wheel in build/, removed before (a module deleted from
+# edge_sched/ would stay in it) and after.  Another output path: make dist DIST_OUT=/tmp/x.pyz
+DIST_OUT ?= dist/edge-sched.pyz
+dist: $(STAMP)
+	@mkdir -p $(dir $(DIST_OUT))
+	rm -rf build
+	pyver=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') && \
+	  $(VENV)/bin/shiv --console-script edge-sched --compile-pyc --python "/usr/bin/env python$$pyver" \
+	    --output-file $(DIST_OUT) --quiet .
+	rm -rf build
+	@ls -l $(DIST_OUT)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
