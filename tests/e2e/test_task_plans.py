@@ -68,6 +68,9 @@ def stack(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
     control_plane.create_namespace(NS)
     s = start_edge_stack(control_plane, tmp_path_factory.mktemp("task-plans"), ENV)
     try:
+        # The deployer answers 503 until its caches are synced and stored plans loaded;
+        # on a busy machine that can outlast the daemon's own start-up.
+        wait_for(lambda: deployer_ready(s), 60, "the task-plan deployer ready", interval_s=0.5)
         yield s
     finally:
         s.stop()
@@ -80,6 +83,11 @@ def stack(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
             control_plane.delete(f"/api/v1/namespaces/{NAMESPACE}/configmaps/{cm['metadata']['name']}")
         control_plane.delete(f"/api/v1/namespaces/{NS}")
         control_plane.delete_nodes(n.name for n in NODES)
+
+
+def deployer_ready(stack: EdgeStack) -> bool:
+    health = httpx.get(stack.daemon.api_url + "/scheduler/health", timeout=5).json()
+    return str(health["components"].get("task_planning", "")).startswith("ready")
 
 
 @pytest.fixture
