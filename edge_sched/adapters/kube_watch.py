@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 import trio
@@ -21,6 +22,8 @@ from edge_sched.core.backoff import Backoff
 from edge_sched.errors import KubeError, KubeGone
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LIST_PAGE_SIZE = 500
 # The server closes a watch after this long; a client-side scope 30 s later
@@ -33,6 +36,15 @@ class Sink(Protocol):
     def replace(self, objects: list[dict[str, Any]]) -> None: ...
     def upsert(self, obj: dict[str, Any]) -> None: ...
     def delete(self, obj: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class DecodingSink(Sink, Protocol):
+    """A sink that keeps lean records: a list is decoded page by page, so the raw JSON of
+    a 50,000-pod list is never in memory at once (only one 500-object page is)."""
+
+    def decode(self, obj: dict[str, Any]) -> Any | None: ...
+    def replace_decoded(self, records: list[Any]) -> None: ...
 
 
 @attrs.frozen
@@ -63,12 +75,23 @@ def _resource_version(obj: dict[str, Any]) -> str | None:
 
 
 async def list_all(client: KubeClient, target: WatchTarget) -> tuple[list[dict[str, Any]], str]:
-    items: list[dict[str, Any]] = []
+    return await list_decoded(client, target, lambda obj: obj)
+
+
+async def list_decoded(
+    client: KubeClient, target: WatchTarget, decode: Callable[[dict[str, Any]], T | None]
+) -> tuple[list[T], str]:
+    """Every object of a paginated list through `decode` (None: left out), and the list's
+    resourceVersion. Each page is decoded as it arrives and then dropped."""
+    items: list[T] = []
     params = {**target.params, "limit": str(LIST_PAGE_SIZE)}
     while True:
         page = await client.request("GET", target.path, params=params)
-        items.extend(i for i in page.get("items") or [] if isinstance(i, dict))
+        for obj in page.get("items") or []:
+            if isinstance(obj, dict) and (record := decode(obj)) is not None:
+                items.append(record)
         meta = page.get("metadata") or {}
+        del page
         if not meta.get("continue"):
             return items, str(meta.get("resourceVersion") or "")
         params = {**params, "continue": str(meta["continue"])}
@@ -119,12 +142,21 @@ async def run_reflector(
     while True:
         try:
             if version is None:
-                objects, version = await list_all(client, target)
-                sink.replace(objects)
+                if isinstance(sink, DecodingSink):
+                    records, version = await list_decoded(client, target, sink.decode)
+                    count = len(records)
+                    sink.replace_decoded(records)
+                else:
+                    objects, version = await list_all(client, target)
+                    count = len(objects)
+                    sink.replace(objects)
+                # Not kept for the watch that follows: at 50,000 pods the raw list alone
+                # is hundreds of MB.
+                records = objects = []
                 status.synced = True
                 status.healthy()
                 status.relists += 1
-                log.info("%s: listed %d objects at resourceVersion %s", target.kind, len(objects), version)
+                log.info("%s: listed %d objects at resourceVersion %s", target.kind, count, version)
             version = await _watch_from(client, target, sink, version, status)
             backoff.reset()
         except KubeGone as exc:

@@ -176,6 +176,12 @@ class NodeSink:
     def replace(self, objects: list[dict[str, Any]]) -> None:
         self.cache.replace_nodes(n for n in map(_decode_node, objects) if n is not None)
 
+    def decode(self, obj: dict[str, Any]) -> NodeInfo | None:
+        return _decode_node(obj)
+
+    def replace_decoded(self, records: list[NodeInfo]) -> None:
+        self.cache.replace_nodes(records)
+
     def upsert(self, obj: dict[str, Any]) -> None:
         node = _decode_node(obj)
         if node is not None:
@@ -195,6 +201,12 @@ class PodSink:
 
     def replace(self, objects: list[dict[str, Any]]) -> None:
         self.cache.replace_pods(p for p in map(placed_pod_from_object, objects) if p is not None)
+
+    def decode(self, obj: dict[str, Any]) -> PlacedPod | None:
+        return placed_pod_from_object(obj)
+
+    def replace_decoded(self, records: list[PlacedPod]) -> None:
+        self.cache.replace_pods(records)
 
     def upsert(self, obj: dict[str, Any]) -> None:
         pod = placed_pod_from_object(obj)
