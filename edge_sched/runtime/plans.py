@@ -4,6 +4,10 @@ A plan records the scores behind a decision (so `GET .../scheduler/plan` and
 `.../scores` can explain it) and the nodes that passed filter (so bind never
 follows a plan onto a node filter refused). Plans expire after
 PLAN_EXPIRATION_TIME and are removed once bind used them.
+
+Batch plans (spec S10, `POST /scheduler/plans`) are kept apart, by pod key: the pods are
+often created after the plan, so their UID is not known yet. Prioritize folds a pod's
+batch plan into the plan it stores (`prefer_planned`), which bind then follows.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 import attrs
 
 from edge_sched.core.model import PodDemand
+
+MAX_SCORE = 10  # extender scores are 0..10
 
 
 @attrs.frozen
@@ -67,6 +73,7 @@ class PlanStore:
     expiration_s: float
     _by_key: dict[str, SchedulingPlan] = attrs.field(factory=dict)
     _filters: dict[str, FilterOutcome] = attrs.field(factory=dict)  # by pod uid or key
+    _batch: dict[str, SchedulingPlan] = attrs.field(factory=dict)  # by pod key (S10)
 
     def _alive(self, plan: SchedulingPlan | None) -> SchedulingPlan | None:
         if plan is None or plan.expires_at <= self.clock():
@@ -89,13 +96,27 @@ class PlanStore:
         self._by_key[plan.pod.key] = plan
 
     def get(self, key: str) -> SchedulingPlan | None:
-        return self._alive(self._by_key.get(key))
+        """The pod's current plan: prioritize's, else a batch plan not yet folded into one."""
+        return self._alive(self._by_key.get(key)) or self._alive(self._batch.get(key))
 
     def for_uid(self, key: str, uid: str) -> SchedulingPlan | None:
-        plan = self.get(key)
+        plan = self._alive(self._by_key.get(key))
         return plan if plan is not None and plan.pod.uid == uid else None
 
+    def put_batch(self, plan: SchedulingPlan) -> None:
+        """Store a batch plan; it supersedes a per-pod plan made before it."""
+        self._batch[plan.pod.key] = plan
+        self._by_key.pop(plan.pod.key, None)
+
+    def batch_for(self, pod: PodDemand) -> SchedulingPlan | None:
+        """The unexpired batch plan for `pod` (by key; by UID too when the plan has one)."""
+        plan = self._alive(self._batch.get(pod.key))
+        if plan is None or (plan.pod.uid and pod.uid and plan.pod.uid != pod.uid):
+            return None
+        return plan
+
     def remove(self, key: str) -> None:
+        self._batch.pop(key, None)
         plan = self._by_key.pop(key, None)
         if plan is not None:
             self._filters.pop(plan.pod.uid or key, None)
@@ -109,7 +130,29 @@ class PlanStore:
         stale = [k for k, f in self._filters.items() if f.at + self.expiration_s <= now]
         for key in stale:
             del self._filters[key]
-        return len(dead) + len(stale)
+        batch = [k for k, p in self._batch.items() if p.expires_at <= now]
+        for key in batch:
+            del self._batch[key]
+        return len(dead) + len(stale) + len(batch)
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+
+def prefer_planned(
+    details: Mapping[str, ScoreDetail], batch: SchedulingPlan | None, feasible: frozenset[str]
+) -> tuple[dict[str, ScoreDetail], SchedulingPlan | None]:
+    """Prioritize's scores with a batch plan applied (spec S5).
+
+    When `batch` assigns the pod to a node that is scored and passed filter, that node
+    scores 10 and every other node at most 9, so kube-scheduler's own pick agrees with
+    the plan unless its in-tree scores outweigh ours (bind follows the plan either way).
+    Returns the scores and the batch plan when it applies, else None.
+    """
+    out = dict(details)
+    if batch is None or batch.selected not in out or batch.selected not in feasible:
+        return out, None
+    for node, detail in out.items():
+        score = MAX_SCORE if node == batch.selected else min(detail.score, MAX_SCORE - 1)
+        out[node] = attrs.evolve(detail, score=score)
+    return out, batch

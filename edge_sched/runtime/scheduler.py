@@ -9,23 +9,39 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from edge_sched.adapters.kube_client import KubeClient
 from edge_sched.codecs import extender as wire
-from edge_sched.codecs.kube_objects import ObjectError, node_from_object, pod_demand_from_object
+from edge_sched.codecs.kube_objects import (
+    ObjectError,
+    node_from_object,
+    pod_demand_from_object,
+)
+from edge_sched.codecs.task_objects import PLANNED_NODE_ANNOTATION, planned_node
 from edge_sched.core.filtering import FilterLimits, filter_node
 from edge_sched.core.load import LoadLimits, UsageSource
 from edge_sched.core.model import Candidate, NodeInfo, NodeLoad, PlacedPod, PodDemand
 from edge_sched.core.power import blend, power_terms, unjudged_types, with_power_demand
-from edge_sched.core.scoring import NodeScore, ScoreWeights, best_node, score_nodes, to_extender_scores
+from edge_sched.core.scoring import (
+    NodeScore,
+    ScoreWeights,
+    best_node,
+    score_nodes,
+    to_extender_scores,
+)
 from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
 from edge_sched.runtime.cluster import ClusterCache
 from edge_sched.runtime.metrics import Metrics
-from edge_sched.runtime.plans import PlanStore, SchedulingPlan, ScoreDetail
+from edge_sched.runtime.plans import (
+    PlanStore,
+    SchedulingPlan,
+    ScoreDetail,
+    prefer_planned,
+)
 from edge_sched.runtime.power import PowerService
 from edge_sched.runtime.power_store import PowerStore
 from edge_sched.runtime.usage import UsageStore
@@ -176,11 +192,31 @@ class Scheduler:
         pod, with_power = await self._with_power(args, pod, rule5=False)
         gathered = self.gather(args, with_power=with_power)
         names = [c.name for c in gathered.candidates] + list(gathered.invalid) + gathered.unknown
-        details = self._score(pod, gathered)
+        details = self._score(pod, gathered, self._planned(pod, args.pod))
         scores = {n: details[n].score if n in details else 0 for n in names}
         return wire.host_priority_list(scores)
 
-    def _score(self, pod: PodDemand, gathered: Gathered) -> dict[str, ScoreDetail]:
+    def _planned(self, pod: PodDemand, pod_object: Any) -> SchedulingPlan | None:
+        """The joint placement this pod should follow (S10): a batch plan made for it, else
+        the node its task plan placed it on (annotation `edge-sched.io/planned-node`, which
+        the pods of a task plan carry because their names are not known in advance)."""
+        batch = self.plans.batch_for(pod)
+        node = planned_node(pod_object)
+        if batch is not None or node is None:
+            return batch
+        now = self.wall_clock()
+        return SchedulingPlan(
+            pod=pod,
+            algorithm="task-plan",
+            selected=node,
+            scores={},
+            feasible=frozenset({node}),
+            notes=(f"task plan placement: {node} (annotation {PLANNED_NODE_ANNOTATION})",),
+            created_at=now,
+            expires_at=now + self.settings.scheduler.plan_expiration_s,
+        )
+
+    def _score(self, pod: PodDemand, gathered: Gathered, planned: SchedulingPlan | None) -> dict[str, ScoreDetail]:
         opt = self.settings.optimizer
         weights = ScoreWeights(cpu=opt.weight_cpu, memory=opt.weight_memory)
         node_scores = self._blend_power(pod, gathered.candidates, score_nodes(pod, gathered.candidates, weights))
@@ -194,10 +230,14 @@ class Scheduler:
         notes = outcome.notes if outcome is not None else ()
         now = self.wall_clock()
         selected = best_node({n: v for n, v in values.items() if n in feasible})
+        # A joint placement (S10) that puts this pod on a node that passed filter: that node scores 10.
+        details, batch = prefer_planned(details, planned, feasible)
+        if batch is not None:
+            selected, notes = batch.selected, notes + batch.notes
         self.plans.put(
             SchedulingPlan(
                 pod=pod,
-                algorithm=opt.algorithm,
+                algorithm=batch.algorithm if batch is not None else opt.algorithm,
                 selected=selected,
                 scores=details,
                 feasible=feasible,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from functools import partial
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import attrs
 import trio
@@ -22,22 +22,36 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from edge_sched.adapters.http.app import create_app
-from edge_sched.adapters.metrics_http import metrics_app
 from edge_sched.adapters.kube_client import KubeClient, KubeTarget
-from edge_sched.adapters.kube_watch import ASSIGNED_PODS, NODES, ReflectorStatus, run_reflector
+from edge_sched.adapters.kube_watch import (
+    ASSIGNED_PODS,
+    NODES,
+    ReflectorStatus,
+    run_reflector,
+)
+from edge_sched.adapters.metrics_http import metrics_app
 from edge_sched.adapters.node_metrics_poller import run_node_metrics_poller
 from edge_sched.adapters.prom_poller import run_prom_poller
 from edge_sched.adapters.sd_notify import sd_notify
+from edge_sched.codecs.resource_status import MAX_MESSAGE_BYTES as WS_MAX_MESSAGE_BYTES
 from edge_sched.core.backoff import Backoff
+from edge_sched.runtime.batch_planner import BatchPlanner
 from edge_sched.runtime.cluster import ClusterCache, NodeSink, PodSink
 from edge_sched.runtime.metrics import Metrics, build_metrics
 from edge_sched.runtime.plans import PlanStore
-from edge_sched.codecs.resource_status import MAX_MESSAGE_BYTES as WS_MAX_MESSAGE_BYTES
-from edge_sched.runtime.resource_status import ResourceStatusService, build_resource_status
+from edge_sched.runtime.power import (
+    PowerService,
+    build_power_service,
+    run_power_sweeper,
+)
+from edge_sched.runtime.resource_status import (
+    ResourceStatusService,
+    build_resource_status,
+)
 from edge_sched.runtime.resource_status import services as resource_status_services
-from edge_sched.runtime.power import PowerService, build_power_service, run_power_sweeper
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.runtime.status import DRAINING, SERVING, DaemonStatus
+from edge_sched.runtime.task_placement import batch_placer
 from edge_sched.runtime.task_plans import TaskPlanService
 from edge_sched.runtime.usage import UsageStore
 from edge_sched.settings import Settings
@@ -61,6 +75,7 @@ class Daemon:
     kube: KubeClient | None
     resource_status: ResourceStatusService | None = None  # None: RESOURCE_STATUS_ENABLED=false
     task_plans: TaskPlanService | None = None  # None: TASK_PLANNING_ENABLED=false
+    batch_planner: BatchPlanner | None = None  # None: ENABLE_OPTIMIZER=false
 
 
 def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
@@ -85,8 +100,11 @@ def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
             auth_token=settings.server.auth_token,
         )
     daemon = Daemon(settings, metrics, cache, scheduler, status, kube, feed)
+    if settings.optimizer.enabled:  # S10
+        daemon.batch_planner = BatchPlanner.for_scheduler(scheduler)
     if settings.task_planning.enabled:  # S11
-        daemon.task_plans = TaskPlanService(settings, kube)
+        placer = batch_placer(daemon.batch_planner) if daemon.batch_planner is not None else None
+        daemon.task_plans = TaskPlanService(settings, kube, placer)
         daemon.task_plans.register_metrics(metrics.registry)
         status.probes["task_planning"] = daemon.task_plans.health
     return daemon
@@ -170,7 +188,9 @@ async def run_daemon(
         async with trio.open_nursery() as nursery:
             root = nursery.cancel_scope
             nursery.start_soon(_watch_signals, shutdown, daemon.status, root, settings.server.shutdown_grace_s)
-            app = create_app(daemon.scheduler, daemon.status, daemon.resource_status, daemon.task_plans)
+            app = create_app(
+                daemon.scheduler, daemon.status, daemon.resource_status, daemon.task_plans, daemon.batch_planner
+            )
             http = _hypercorn_config(settings, settings.server.port, tls=True)
 
             async def serve_http(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:

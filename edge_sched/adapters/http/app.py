@@ -13,6 +13,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from edge_sched.adapters.http.auth import token_guard
+from edge_sched.adapters.http.batch_plans import batch_plans_blueprint
 from edge_sched.adapters.http.bodies import json_response
 from edge_sched.adapters.http.extender import extender_blueprint
 from edge_sched.adapters.http.ops import ops_blueprint
@@ -20,6 +21,7 @@ from edge_sched.adapters.http.power import power_blueprint
 from edge_sched.adapters.http.resource_status import resource_status_blueprint
 from edge_sched.adapters.http.status_page import status_page_blueprint
 from edge_sched.adapters.http.task_planning import task_planning_blueprint
+from edge_sched.runtime.batch_planner import BatchPlanner
 from edge_sched.runtime.resource_status import ResourceStatusService
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.runtime.status import DaemonStatus
@@ -33,9 +35,11 @@ def create_app(
     status: DaemonStatus,
     resource_status: ResourceStatusService | None = None,
     task_plans: TaskPlanService | None = None,
+    batch_planner: BatchPlanner | None = None,
 ) -> QuartTrio:
     """Args: resource_status is None when RESOURCE_STATUS_ENABLED=false, task_plans when
-    TASK_PLANNING_ENABLED=false (their routes answer 404)."""
+    TASK_PLANNING_ENABLED=false, batch_planner when ENABLE_OPTIMIZER=false (their routes
+    answer 404)."""
     settings = scheduler.settings
     app = QuartTrio("edge_sched")
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_bytes
@@ -47,6 +51,8 @@ def create_app(
         app.register_blueprint(resource_status_blueprint(resource_status), url_prefix=root)
     if scheduler.power is not None:  # computing power enabled (S6.5)
         app.register_blueprint(power_blueprint(scheduler.power), url_prefix=root)
+    if batch_planner is not None:  # S10
+        app.register_blueprint(batch_plans_blueprint(batch_planner), url_prefix=root)
     if task_plans is not None:  # S11
         app.register_blueprint(task_planning_blueprint(task_plans), url_prefix=root)
 
