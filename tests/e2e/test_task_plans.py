@@ -147,13 +147,17 @@ def test_diamond_runs_in_dependency_order(api: httpx.Client, control_plane: Cont
         created = submit(api, name, task("d", "b", "c"), task("b", "a", complete_after="2s"), task("c", "a"), task("a"))
         assert created["serialized_tasks"] == ["a", "b", "c", "d"]
         assert created["stages"] == [["a"], ["b", "c"], ["d"]]
+        # Placed jointly by the batch optimizer (S10) on this module's nodes...
+        placements = created["placements"]
+        assert sorted(placements) == ["a", "b", "c", "d"], created
+        assert set(placements.values()) <= {n.name for n in NODES}
         plan = wait_finished(api, name)
         assert plan["phase"] == "succeeded", plan
         tasks = plan["tasks"]
         for tid, t in tasks.items():
             assert t["phase"] == "succeeded"
             assert len(t["attempts"]) == 1
-            assert t["node"], t  # where its pod ran, from the pod watch
+            assert t["node"] == placements[tid], t  # ...and its pod ran there (from the pod watch)
             for dep in t["dependencies"]:
                 # Our record: started only after every dependency was seen complete...
                 assert t["started_at"] >= tasks[dep]["finished_at"], (tid, dep)
@@ -169,6 +173,7 @@ def test_diamond_runs_in_dependency_order(api: httpx.Client, control_plane: Cont
         job = jobs["a"]
         pod_spec = job["spec"]["template"]["spec"]
         assert pod_spec["schedulerName"] == "edge-scheduler"
+        assert job["spec"]["template"]["metadata"]["annotations"]["edge-sched.io/planned-node"] == placements["a"]
         assert job["metadata"]["namespace"] == NS
         assert job["metadata"]["labels"]["edge-sched.io/plan"] == name
         assert job["metadata"]["annotations"]["edge-sched.io/task-name"] == "A"
