@@ -41,6 +41,7 @@ from edge_sched.core.placement import (
 )
 from edge_sched.core.scoring import ScoreWeights, best_node, score_nodes
 from tests.exact_optimum import penalised, solve_exact
+from tests.optimizer_instances import random_instance
 
 GI = 1024**3
 MI = 1024**2
@@ -56,23 +57,6 @@ def node(name: str, cpu: int, mem_gi: int, *, used_cpu: int = 0, used_mem: int =
 
 def pod(name: str, cpu: int, mem: int, **selector: str) -> PodDemand:
     return PodDemand("default", name, "", {"cpu": cpu, "memory": mem}, selector)
-
-
-def random_instance(n: int, m: int, seed: int) -> tuple[list[PodDemand], list[Candidate]]:
-    """Mixed node sizes, partly loaded, pods from 100m to 2 cores (as in bench/ga.py)."""
-    r = np.random.default_rng(seed)
-    cands = []
-    for j in range(m):
-        cpu = int(r.choice([2000, 4000, 8000, 16000]))
-        mem = int(r.choice([4, 8, 16, 32])) * GI
-        load = NodeLoad({"cpu": int(cpu * r.uniform(0, 0.6)), "memory": int(mem * r.uniform(0, 0.6))}, 3)
-        cands.append(Candidate(NodeInfo(f"n{j:04d}", {"cpu": cpu, "memory": mem, "pods": 110}), load))
-    pods = [
-        PodDemand("default", f"p{i:03d}", "", {"cpu": int(r.choice([100, 250, 500, 1000, 2000])),
-                                                 "memory": int(r.choice([128, 256, 512, 1024, 2048])) * MI})
-        for i in range(n)
-    ]
-    return pods, cands
 
 
 def run_ga(problem: Problem, weights: FitnessWeights, seed: int = 0, **params: float) -> np.ndarray:
