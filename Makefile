@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP) system-packages kube-binaries
 
-# Debian packages the tests run for real: Prometheus (live-load tests), Chromium (status-page tests).
+# Debian packages the tests run for real: Prometheus (live-load tests), Chromium (status-page tests),
+# systemd-analyze (exposure score of the units; Debian's images usually have it).
 system-packages:
-	@command -v prometheus >/dev/null && command -v chromium >/dev/null || { \
-	  echo "installing Debian packages: prometheus chromium"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus chromium >/dev/null; }
+	@command -v prometheus >/dev/null && command -v chromium >/dev/null && command -v systemd-analyze >/dev/null || { \
+	  echo "installing Debian packages: prometheus chromium systemd"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus chromium systemd >/dev/null; }
 
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
 # from pinned Go modules; ~10 min the first time on 2 cores, cached after.

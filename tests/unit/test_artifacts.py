@@ -614,9 +614,6 @@ DROP_INS = {
 }
 
 
-def systemd_analyze() -> str:
-    binary = shutil.which("systemd-analyze")
-    return binary
 
 
 def exposure(analyze: str, unit: Path) -> float:
@@ -637,7 +634,7 @@ def with_drop_in(unit: Path, drop_in: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("unit", UNITS)
 def test_systemd_exposure_at_most_target(unit: str) -> None:
-    score = exposure(systemd_analyze(), SYSTEMD / unit)
+    score = exposure(tool("systemd-analyze"), SYSTEMD / unit)
     assert score <= EXPOSURE_TARGET, f"{unit}: exposure {score} > {EXPOSURE_TARGET}"
 
 
@@ -648,7 +645,7 @@ def test_systemd_exposure_with_drop_in_at_most_target(
     unit: str, drop_in: str, tmp_path: Path
 ) -> None:
     combined = with_drop_in(SYSTEMD / unit, SYSTEMD / drop_in, tmp_path)
-    score = exposure(systemd_analyze(), combined)
+    score = exposure(tool("systemd-analyze"), combined)
     assert score <= EXPOSURE_TARGET, f"{unit} + {drop_in}: exposure {score} > {EXPOSURE_TARGET}"
 
 
@@ -656,7 +653,7 @@ def test_systemd_exposure_with_drop_in_at_most_target(
 def test_systemd_unit_verifies(unit: str, tmp_path: Path) -> None:
     """systemd-analyze verify finds no unknown or misspelled directive (the executable is replaced
     by /bin/true, since edge-sched is not installed here)."""
-    analyze = systemd_analyze()
+    analyze = tool("systemd-analyze")
     text = (SYSTEMD / unit).read_text(encoding="utf-8")
     copy = tmp_path / unit
     copy.write_text(text.replace("/usr/local/bin/edge-sched", "/bin/true"), encoding="utf-8")
