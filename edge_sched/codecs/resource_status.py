@@ -116,6 +116,8 @@ def _parse_json(text: str) -> Any:
         ) from None
     except RecursionError:
         raise MessageError("invalid_json", "JSON nested too deeply; send one flat JSON object") from None
+    except ValueError:  # after the subclasses above: an integer over Python's 4,300-digit limit
+        raise MessageError("invalid_json", "not JSON (a number has more than 4300 digits); send one JSON object") from None
 
 
 def _describe(value: Any) -> str:

@@ -171,6 +171,10 @@ def decode_plan_text(raw: bytes, fmt: Literal["json", "yaml"]) -> object:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise PlanInvalid([f"body: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"]) from None
+        except RecursionError:
+            raise PlanInvalid(["body: JSON nested too deeply"]) from None
+        except ValueError:  # only the integer digit limit is left after JSONDecodeError
+            raise PlanInvalid(["body: invalid JSON (a number has more than 4300 digits)"]) from None
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
@@ -178,6 +182,10 @@ def decode_plan_text(raw: bytes, fmt: Literal["json", "yaml"]) -> object:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PlanInvalid([f"body: invalid YAML ({problem}{where})"]) from None
+    except RecursionError:
+        raise PlanInvalid(["body: YAML nested too deeply"]) from None
+    except ValueError:  # an integer over Python's 4,300-digit limit
+        raise PlanInvalid(["body: invalid YAML (a number has more than 4300 digits)"]) from None
     if len(docs) != 1:
         raise PlanInvalid([f"body: expected one YAML document, found {len(docs)}"])
     return docs[0]

@@ -143,6 +143,7 @@ def test_all_problems_are_listed_and_the_request_id_kept() -> None:
         ("", "not JSON (Expecting value at line 1 column 1); send one JSON object"),
         ('{"request_id": "q", "query": "all"', "not JSON (Expecting ',' delimiter at line 1 column 35); send one JSON object"),
         ("[" * 100_000, "JSON nested too deeply; send one flat JSON object"),
+        ('{"request_id": ' + "1" * 5000 + "}", "not JSON (a number has more than 4300 digits); send one JSON object"),
         ('{"request_id": "a", "request_id": "b", "query": "all"}', "duplicate field 'request_id'; each field may appear once"),
     ],
 )

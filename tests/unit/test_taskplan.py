@@ -380,6 +380,11 @@ def test_yaml_and_json_bodies_decode_alike() -> None:
         (b"a: [1,\n", "yaml", "body: invalid YAML ("),
         (b"a: 1\n---\nb: 2\n", "yaml", "body: expected one YAML document, found 2"),
         (b"!!python/object:os.system {}", "yaml", "body: invalid YAML"),
+        # Found by tests/faults: these escaped as RecursionError / ValueError (HTTP 500).
+        (b"[" * 100_000, "json", "body: JSON nested too deeply"),
+        (b"[" * 100_000, "yaml", "body: YAML nested too deeply"),
+        (b'{"a": ' + b"1" * 5000 + b"}", "json", "body: invalid JSON (a number has more than 4300 digits)"),
+        (b"a: " + b"1" * 5000, "yaml", "body: invalid YAML (a number has more than 4300 digits)"),
     ],
 )
 def test_bad_text(raw: bytes, fmt: str, expected: str) -> None:
