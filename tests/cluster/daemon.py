@@ -121,6 +121,13 @@ class EdgeSchedDaemon:
     def alive(self) -> bool:
         return self.proc.alive
 
+    def rss_kib(self) -> int:
+        """Resident memory of the daemon process now (VmRSS from /proc, KiB)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError(f"no VmRSS for pid {self.proc.pid}")
+
     def stop(self, timeout_s: float = 10) -> int:
         """SIGTERM, wait up to `timeout_s` (then SIGKILL); return the exit code
         (0 for a clean drain, negative when it had to be killed)."""

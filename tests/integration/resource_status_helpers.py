@@ -4,8 +4,11 @@ URLs, and request/reply over a trio-websocket connection."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import socket
+import struct
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -139,3 +142,62 @@ async def ask(ws: WebSocketConnection, body: dict[str, Any] | str, timeout_s: fl
             message: dict[str, Any] = json.loads(await ws.get_message())
             if message.get("type") != "status_update" and message.get("request_id") == request_id:
                 return message
+
+
+# -- raw WebSocket frames, for clients that must misbehave on purpose ------------------------
+
+
+def ws_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, masked: bool = True) -> bytes:
+    """One client frame; `rsv` (0-7) sets the RSV1-3 bits, `masked=False` breaks RFC 6455 5.1."""
+    mask_bit = 0x80 if masked else 0
+    header = bytes([(0x80 if fin else 0) | (rsv & 7) << 4 | opcode])
+    if len(payload) < 126:
+        header += bytes([mask_bit | len(payload)])
+    elif len(payload) < 1 << 16:
+        header += bytes([mask_bit | 126]) + struct.pack("!H", len(payload))
+    else:
+        header += bytes([mask_bit | 127]) + struct.pack("!Q", len(payload))
+    if not masked:
+        return header + payload
+    mask = os.urandom(4)
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def raw_handshake(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def read_frames_until_close(sock: socket.socket) -> bytes:
+    """Unmasked server frames; returns the close frame's payload."""
+    buf = b""
+
+    def need(n: int) -> bytes:
+        nonlocal buf
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise AssertionError("connection ended without a close frame")
+            buf += chunk
+        out, buf = buf[:n], buf[n:]
+        return out
+
+    while True:
+        b0, b1 = need(2)
+        length = b1 & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", need(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", need(8))
+        payload = need(length)
+        if b0 & 0x0F == 0x8:
+            return payload

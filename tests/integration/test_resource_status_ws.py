@@ -5,12 +5,9 @@ misbehave on purpose). Standalone mode: nodes are known from UDP computing-power
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import socket
 import statistics
-import struct
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -29,6 +26,9 @@ from tests.integration.resource_status_helpers import (
     WS_PATH,
     ask,
     feed,
+    raw_handshake,
+    read_frames_until_close,
+    ws_frame,
     health_async,
     host,
     next_of_type,
@@ -258,7 +258,7 @@ async def test_a_client_that_stops_reading_is_dropped_while_others_keep_time(
 
         nursery.start_soon(healthy_reader)
         await wait_connections(d, 1)
-        rss_before = _rss_kib(d)
+        rss_before = d.rss_kib()
 
         sock = trio.socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -283,7 +283,7 @@ async def test_a_client_that_stops_reading_is_dropped_while_others_keep_time(
         assert len(b_stamps) >= (dropped_after + 1.0) / interval * 0.8
         assert max(gaps) < interval * 3, max(gaps)
         assert statistics.quantiles(b_latency, n=100)[98] < 0.1, sorted(b_latency)[-5:]
-        assert _rss_kib(d) - rss_before < 50_000
+        assert d.rss_kib() - rss_before < 50_000
         assert log_problems(d) == []
     finally:
         nursery.cancel_scope.cancel()
@@ -292,64 +292,7 @@ async def test_a_client_that_stops_reading_is_dropped_while_others_keep_time(
         d.stop()
 
 
-def _rss_kib(d: EdgeSchedDaemon) -> int:
-    for line in Path(f"/proc/{d.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 # -- C26: sending after the peer started closing ------------------------------------------------
-
-
-def _masked_frame(opcode: int, payload: bytes) -> bytes:
-    mask = os.urandom(4)
-    header = bytes([0x80 | opcode])
-    if len(payload) < 126:
-        header += bytes([0x80 | len(payload)])
-    else:
-        header += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def _raw_handshake(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET {WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
-
-
-def _read_frames_until_close(sock: socket.socket) -> bytes:
-    """Unmasked server frames; returns the close frame's payload."""
-    buf = b""
-
-    def need(n: int) -> bytes:
-        nonlocal buf
-        while len(buf) < n:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise AssertionError("connection ended without a close frame")
-            buf += chunk
-        out, buf = buf[:n], buf[n:]
-        return out
-
-    while True:
-        b0, b1 = need(2)
-        length = b1 & 0x7F
-        if length == 126:
-            (length,) = struct.unpack("!H", need(2))
-        elif length == 127:
-            (length,) = struct.unpack("!Q", need(8))
-        payload = need(length)
-        if b0 & 0x0F == 0x8:
-            return payload
 
 
 async def test_send_after_the_peer_started_closing_is_an_ordinary_close(daemon: EdgeSchedDaemon) -> None:
@@ -361,12 +304,12 @@ async def test_send_after_the_peer_started_closing_is_an_ordinary_close(daemon: 
     async with feed(daemon) as other:
         await wait_connections(daemon, 1)
         for i in range(20):
-            sock = await trio.to_thread.run_sync(_raw_handshake, daemon.port)
+            sock = await trio.to_thread.run_sync(raw_handshake, daemon.port)
             query = json.dumps({"request_id": f"c26-{i}", "query": "all"}).encode()
-            close = _masked_frame(0x8, bytes.fromhex("03e8"))
+            close = ws_frame(0x8, bytes.fromhex("03e8"))
             await trio.sleep(i * INTERVAL_S / 20)  # sweep the moment across a broadcast period
-            sock.sendall(_masked_frame(0x1, query) + close)
-            echoed = await trio.to_thread.run_sync(_read_frames_until_close, sock)
+            sock.sendall(ws_frame(0x1, query) + close)
+            echoed = await trio.to_thread.run_sync(read_frames_until_close, sock)
             assert echoed[:2] == bytes.fromhex("03e8")
             sock.close()
         await wait_connections(daemon, 1)
