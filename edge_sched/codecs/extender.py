@@ -148,7 +148,10 @@ def _victims(raw: Any, node: str, *, meta: bool) -> tuple[tuple[str, ...], int]:
         raise ExtenderInputError(f"{field}.{node}: expected an object")
     victims = fold_keys(raw)
     uids: list[str] = []
-    for i, pod in enumerate(victims.get("pods") or []):
+    pods = victims.get("pods") or []
+    if not isinstance(pods, list):
+        raise ExtenderInputError(f"{field}.{node}.Pods: expected a list")
+    for i, pod in enumerate(pods):
         if not isinstance(pod, Mapping):
             raise ExtenderInputError(f"{field}.{node}.Pods[{i}]: expected an object")
         if meta:

@@ -22,7 +22,10 @@ Deliberate differences from apimachinery, each stricter:
 
 * A bare suffix ("k", "Mi") is rejected; apimachinery reads it as 0, which
   hides typos.
-* Values are not capped at 2**63-1; amounts stay exact.
+* Parsed values are not capped at 2**63-1; they stay exact. Only the integer
+  amounts the scheduler compares (``canonical_amount``) saturate, at
+  ``MAX_AMOUNT`` = 10**40, far above any real node and far below where later
+  float arithmetic (scores, power demand) would overflow on a "1e999" request.
 * Extended resources must be exact whole numbers. API validation checks
   ``MilliValue() % 1000 == 0``, which lets e.g. "1.9999" through as 2.
 * Mantissa length and exponent size are bounded (``MAX_DIGITS``,
@@ -38,6 +41,7 @@ from fractions import Fraction
 from typing import Final
 
 __all__ = [
+    "MAX_AMOUNT",
     "MAX_DIGITS",
     "MAX_EXPONENT",
     "QuantityError",
@@ -51,6 +55,9 @@ __all__ = [
     "to_nano",
     "to_units",
 ]
+
+MAX_AMOUNT: Final = 10**40
+"""Largest canonical amount; larger ones saturate here (floats hold up to ~1.8e308)."""
 
 MAX_DIGITS: Final = 1000
 """Most digits accepted in a mantissa (integer and fraction part together)."""
@@ -240,8 +247,9 @@ def parse_resource_quantity(resource: str, text: str) -> Fraction:
 
 
 def canonical_amount(resource: str, value: Fraction) -> int:
-    """The integer the scheduler compares: millicores for ``cpu``, else base units."""
-    return to_milli(value) if resource == "cpu" else to_units(value)
+    """The integer the scheduler compares: millicores for ``cpu``, else base units,
+    at most ``MAX_AMOUNT``."""
+    return min(to_milli(value) if resource == "cpu" else to_units(value), MAX_AMOUNT)
 
 
 def resource_amount(resource: str, text: str) -> int:

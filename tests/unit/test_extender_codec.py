@@ -107,3 +107,10 @@ def test_preemption_converts_victims_to_meta_victims() -> None:
             "n1": {"Pods": [{"UID": "v1"}], "NumPDBViolations": 1},
         }
     }
+
+
+@pytest.mark.parametrize("pods", [1.5, 7, True])
+def test_preemption_victim_pods_that_are_not_a_list_are_a_bad_request(pods: object) -> None:
+    # Found by tests/faults: a number here raised TypeError (HTTP 500).
+    with pytest.raises(wire.ExtenderInputError, match=r"NodeNameToMetaVictims\.n1\.Pods: expected a list"):
+        wire.parse_preemption_args({"Pod": {}, "NodeNameToMetaVictims": {"n1": {"Pods": pods}}})

@@ -10,6 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from edge_sched.core.quantities import (
+    MAX_AMOUNT,
     MAX_DIGITS,
     MAX_EXPONENT,
     QuantityError,
@@ -438,3 +439,10 @@ def test_cpu_amount_is_ceiling_of_exact_value(number: tuple[str, Fraction], suff
     exact = value * SUFFIX_VALUES[suffix]
     assume(exact >= 0)
     assert resource_amount("cpu", text + suffix) == -((-exact * 1000) // 1)
+
+
+@pytest.mark.parametrize(("resource", "text"), [("cpu", "1e308"), ("memory", "9e999"), ("nvidia.com/gpu", "1e400")])
+def test_huge_amounts_saturate_so_float_arithmetic_cannot_overflow(resource: str, text: str) -> None:
+    # Found by tests/faults: a "1e308" cpu request made a float conversion overflow (HTTP 500).
+    assert resource_amount(resource, text) == MAX_AMOUNT == 10**40
+    assert float(resource_amount(resource, text)) / 1000.0 > 0
