@@ -1,13 +1,14 @@
 # One entry point for people and CI. Every target installs what it needs.
 #   make test   unit + end-to-end tests against a real local control plane
 #   make demo   local control plane + edge-sched + reporters + pods, results printed
+#   make bench  every benchmark at full size (docs/benchmarks.md); bench/results.json
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: test unit e2e demo dist deps kube-binaries system-packages clean
+.PHONY: test unit e2e demo bench bench-quick dist deps kube-binaries system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,14 @@ e2e: deps
 
 demo: deps
 	$(PY) -m tests.cluster.demo
+
+# Benchmarks (docs/benchmarks.md): full size takes a while and wants a quiet machine;
+# bench-quick runs each at small sizes to check that everything works.
+bench: deps
+	$(PY) -m bench
+
+bench-quick: deps
+	$(PY) -m bench --quick
 
 # Single-file executable for edge hosts (docs/deployment.md, "Single-file executable"): a shiv
 # zipapp of the daemon and every dependency, native wheels (numpy, ...) for this machine's platform
