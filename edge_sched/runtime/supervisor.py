@@ -129,6 +129,10 @@ def _hypercorn_config(settings: Settings, port: int, *, tls: bool) -> HypercornC
     config.bind = [f"{settings.server.host}:{port}"]
     config.graceful_timeout = settings.server.shutdown_grace_s
     config.accesslog = None
+    # Hypercorn listens with a backlog of 100: a burst of new connections beyond it overflows
+    # the accept queue and clients see resets. Go servers use net.core.somaxconn (4096 here);
+    # the kernel caps the value at somaxconn anyway.
+    config.backlog = 4096
     config.errorlog = logging.getLogger("hypercorn.error")
     # S8: a WebSocket message over 64 KiB closes with 1009 (Hypercorn does it as frames arrive).
     config.websocket_max_message_size = WS_MAX_MESSAGE_BYTES

@@ -43,3 +43,12 @@ async def test_crashing_service_is_restarted_with_backoff(
     assert restarts is not None and len(runs) - 1 <= restarts <= len(runs)
     assert neighbour_ticks == 20  # the failing service never disturbed its neighbour
     assert "service flaky crashed; restarting it" in caplog.text
+
+
+def test_the_http_server_listens_with_a_large_backlog() -> None:
+    # Found by tests/faults/test_overload.py: with Hypercorn's default backlog of 100, a burst
+    # of 1,000 new connections overflowed the accept queue and clients were reset.
+    from edge_sched.runtime.supervisor import _hypercorn_config
+    from edge_sched.settings import Settings
+
+    assert _hypercorn_config(Settings.from_env({}), 8000, tls=False).backlog == 4096
