@@ -2,23 +2,22 @@
 
 Starts etcd, kube-apiserver, kube-controller-manager, kwok with N fake nodes (mixed CPU,
 GPU and FPGA) and a plain kube-scheduler (`default-scheduler`), prints the admin
-kubeconfig, and waits for Ctrl-C (or SIGTERM), then tears everything down.
+kubeconfig, and waits for Ctrl-C (or SIGTERM, SIGHUP), then tears everything down.
 `python -m tests.cluster bin-dir` prints (building if needed) the binary directory.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import FrameType
 
 from tests.cluster.binaries import kube_bin_dir
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.kwok import NodeSpec
+from tests.cluster.processes import interrupt_on_signals
 
 _CPUS = ("4", "8", "16", "32")
 _MEMORY = ("8Gi", "16Gi", "32Gi", "64Gi")
@@ -39,16 +38,10 @@ def demo_nodes(count: int) -> list[NodeSpec]:
     return nodes
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def up(nodes: int, workdir: Path | None, scheduler: bool) -> int:
     bin_dir = kube_bin_dir()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="edge-sched-cluster-"))
-    # Explicit for SIGINT too: a shell starting us in the background sets it to ignored.
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupt_on_signals()
     start = time.monotonic()
     cp = ControlPlane.start(workdir, bin_dir)
     try:

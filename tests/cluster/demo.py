@@ -3,14 +3,15 @@
 Starts the real control plane with 20 kwok nodes of mixed CPU/GPU/FPGA capacity, edge-sched
 with a least-privilege token, a simulated computing-power reporter per node sending real
 S6.1 UDP packets, a kube-scheduler whose `edge-scheduler` profile calls edge-sched, submits
-a mix of pods, prints pod -> node -> score/reason, then waits for Ctrl-C.
+a mix of pods, prints pod -> node -> score/reason, then waits for Ctrl-C (or SIGTERM/SIGHUP)
+and tears everything down, its work directory included unless `--keep`.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import signal
+import shutil
 import socket
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import httpx
 from edge_sched.codecs.power_report import encode_report
 from edge_sched.core.power import ComputeType, HostPower, PowerReport, PowerUnit
 from tests.cluster import ControlPlane, NodeSpec, kube_bin_dir
+from tests.cluster.processes import interrupt_on_signals
 from tests.cluster.stack import pod_manifest, start_edge_stack
 
 NS = "demo"
@@ -123,15 +125,27 @@ def print_table(cp: ControlPlane, api: httpx.Client, pods: list[dict[str, Any]])
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-wait", action="store_true", help="tear down right after printing")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (state and logs) at the end")
     args = parser.parse_args(argv)
+    interrupt_on_signals()
+    try:
+        run_demo(wait=not args.no_wait, keep=args.keep)
+    except KeyboardInterrupt:
+        pass  # torn down in run_demo's finally
+    return 0
+
+
+def run_demo(*, wait: bool, keep: bool) -> None:
+    """Everything `main` describes; KeyboardInterrupt (Ctrl-C, SIGTERM, SIGHUP) ends it at any step."""
     workdir = Path(tempfile.mkdtemp(prefix="edge-sched-demo-"))
-    print(f"building or finding the control-plane binaries (first time: ~10 min)...", flush=True)
+    print("building or finding the control-plane binaries (first time: ~10 min)...", flush=True)
     bin_dir = kube_bin_dir()
     print(f"starting etcd, kube-apiserver, kube-controller-manager, kwok in {workdir}", flush=True)
-    cp = ControlPlane.start(workdir / "cluster", bin_dir)
+    cp = None
     stack = None
     stop_reporters = threading.Event()
     try:
+        cp = ControlPlane.start(workdir / "cluster", bin_dir)
         nodes = demo_nodes()
         cp.add_nodes(nodes)
         print(f"{len(nodes)} kwok nodes ready (8 CPU, 6 GPU, 6 FPGA)", flush=True)
@@ -168,19 +182,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extender API : {stack.daemon.api_url}  (try {stack.daemon.api_url}/scheduler/health)")
         print(f"metrics      : http://127.0.0.1:{stack.daemon.metrics_port}/metrics")
         print(f"power        : {stack.daemon.api_url}/computing-power/nodes")
+        print(f"status page  : http://127.0.0.1:{stack.daemon.port}/")
         print(f"status feed  : ws://127.0.0.1:{stack.daemon.port}/api/v1/resource-status/ws")
+        print(f"task plans   : {stack.daemon.api_url}/task-planning/example  "
+              f"(edge-sched plan apply FILE --url {stack.daemon.api_url})")
         print(f"kubeconfig   : {cp.admin_kubeconfig}")
-        print(f"logs         : {workdir}")
-        if not args.no_wait:
+        print(f"logs         : {workdir}" + ("" if keep else "  (removed at the end; --keep keeps them)"))
+        if wait:
             print("\nCtrl-C tears everything down.", flush=True)
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            while True:
+                time.sleep(3600)
     finally:
         stop_reporters.set()
         if stack is not None:
             stack.stop()
-        cp.stop()
-        print("stopped.")
-    return 0
+        if cp is not None:
+            cp.stop()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print("stopped.", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,27 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 
 # Procs started and not yet stopped, so that atexit can stop them even when the
 # caller dropped its reference (strong references on purpose).
 _running: set[Proc] = set()
+
+
+def interrupt_on_signals() -> None:
+    """Make SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread.
+
+    A harness entry point (the demo, `python -m tests.cluster up`) then tears its processes
+    down in its `finally` whichever way it is stopped: SIGTERM's default action would end
+    Python without running `finally` or `atexit`, and a shell that starts a job in the
+    background hands it SIGINT set to ignored, so Ctrl-C would do nothing.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
 
 
 class ProcessExited(RuntimeError):
