@@ -25,18 +25,27 @@ log = logging.getLogger("edge_sched")
 
 
 def _parser() -> argparse.ArgumentParser:
+    config_help = "TOML config file (else $EDGE_SCHED_CONFIG, else ./config.toml)"
     parser = argparse.ArgumentParser(prog="edge-sched", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", metavar="PATH", help="TOML config file (else $EDGE_SCHED_CONFIG, else ./config.toml)")
+    parser.add_argument("--config", metavar="PATH", help=config_help)
+    # `edge-sched run --config x.toml` as well as `edge-sched --config x.toml run`: the
+    # subcommand's option only overrides the top-level one when it is given.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the daemon")
-    config = sub.add_parser("config", help="print the effective configuration")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[after])
+
+    command("run", help="run the daemon")
+    config = command("config", help="print the effective configuration")
     config.add_argument("--sources", action="store_true", help="show where each value came from")
-    sub.add_parser("version", help="print the version")
-    report = sub.add_parser("report", help="node agent: send computing-power reports over UDP (spec S6.6)")
+    command("version", help="print the version")
+    report = command("report", help="node agent: send computing-power reports over UDP (spec S6.6)")
     add_report_arguments(report)
-    plan = sub.add_parser("plan", help="task plans on a running daemon: apply, status, list, delete (spec S11)")
+    plan = command("plan", help="task plans on a running daemon: apply, status, list, delete (spec S11)")
     add_plan_arguments(plan)
-    sched = sub.add_parser(
+    sched = command(
         "scheduler-config", help="print a KubeSchedulerConfiguration whose extender is this daemon"
     )
     sched.add_argument("--extender-url", help="URL kube-scheduler uses to reach the API root (default: from HOST/PORT)")
