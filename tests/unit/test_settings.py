@@ -672,7 +672,12 @@ ENV_ERRORS: list[tuple[dict[str, str], str]] = [
     ({"GA_SEED": "-1"},
      "GA_SEED (optimizer.ga_seed) from env: '-1' is out of range; expected an integer >= 0, or empty for unset"),
     ({"GA_POPULATION_SIZE": "1"},
-     "GA_POPULATION_SIZE (optimizer.ga_population_size) from env: '1' is out of range; expected an integer >= 2"),
+     "GA_POPULATION_SIZE (optimizer.ga_population_size) from env: '1' is out of range; expected an integer 2-1000"),
+    ({"GA_POPULATION_SIZE": "99999999999999999999999"},
+     "GA_POPULATION_SIZE (optimizer.ga_population_size) from env: '99999999999999999999999' is out of range; "
+     "expected an integer 2-1000"),
+    ({"GA_GENERATIONS": "100001"},
+     "GA_GENERATIONS (optimizer.ga_generations) from env: '100001' is out of range; expected an integer 1-100000"),
     ({"COMPUTING_POWER_ENABLED": "enabled"},
      "COMPUTING_POWER_ENABLED (computing_power.enabled) from env: 'enabled' is not a boolean; "
      "expected a boolean: true/false, 1/0, yes/no or on/off (any case)"),
