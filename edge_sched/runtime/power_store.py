@@ -14,6 +14,7 @@ and UDP reordering across a whole report interval does not happen in practice.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -80,9 +81,10 @@ class PowerStore:
     def _is_fresh(self, entry: StoredEntry, now: float) -> bool:
         return now - entry.received_at <= self.expiry_s
 
-    def node_power(self, name: str) -> NodePower | None:
-        """The node's fresh entries by type, or None when it has none."""
-        now = self.clock()
+    def node_power(self, name: str, now: float | None = None) -> NodePower | None:
+        """The node's fresh entries by type, or None when it has none (as of `now`, default
+        the store's clock)."""
+        now = self.clock() if now is None else now
         cached = self._power_cache.get(name)
         if cached is not None and now < cached[1]:
             return cached[0]
@@ -95,6 +97,10 @@ class PowerStore:
         until = min((e.received_at + self.expiry_s for e in fresh.values()), default=math.inf)
         self._power_cache[name] = (answer, until)
         return answer
+
+    def reader(self) -> Callable[[str], NodePower | None]:
+        """`node_power` for the many nodes of one call, the clock read once."""
+        return functools.partial(self.node_power, now=self.clock())
 
     def fresh(self, name: str | None = None) -> Iterator[FreshEntry]:
         """Fresh entries (of one node, or of all), by node name then type."""

@@ -23,9 +23,9 @@ from edge_sched.codecs.kube_objects import (
 )
 from edge_sched.codecs.task_objects import PLANNED_NODE_ANNOTATION, planned_node
 from edge_sched.core.filtering import FilterLimits, filter_node
-from edge_sched.core.load import LoadLimits, UsageSource
+from edge_sched.core.load import LoadLimits, NodeUsage
 from edge_sched.core.model import Candidate, NodeInfo, NodeLoad, PlacedPod, PodDemand
-from edge_sched.core.power import blend, power_terms, unjudged_types, with_power_demand
+from edge_sched.core.power import NodePower, blend, power_terms, unjudged_types, with_power_demand
 from edge_sched.core.scoring import (
     NodeScore,
     ScoreWeights,
@@ -43,7 +43,6 @@ from edge_sched.runtime.plans import (
     prefer_planned,
 )
 from edge_sched.runtime.power import PowerService
-from edge_sched.runtime.power_store import PowerStore
 from edge_sched.runtime.usage import UsageStore
 from edge_sched.settings import Settings
 
@@ -100,8 +99,8 @@ class Scheduler:
         candidates: list[Candidate] = []
         invalid: dict[str, str] = {}
         unknown: list[str] = []
-        snapshots = self.usage.snapshots() if self.usage is not None else None
-        power = self.power.store if with_power and self.power is not None else None
+        usage_of = self.usage.reader() if self.usage is not None else None
+        power_of = self.power.store.reader() if with_power and self.power is not None else None
         if args.node_objects is not None:
             for obj in args.node_objects:
                 name = wire.node_object_name(obj)
@@ -110,7 +109,7 @@ class Scheduler:
                 except ObjectError as exc:
                     invalid[name or "?"] = f"invalid node object: {exc}"
                     continue
-                candidates.append(self._candidate(node, snapshots, power))
+                candidates.append(self._candidate(node, usage_of, power_of))
         else:
             nodes = self.cache.nodes
             for name in args.node_names or ():
@@ -118,7 +117,7 @@ class Scheduler:
                 if known is None:
                     unknown.append(name)
                 else:
-                    candidates.append(self._candidate(known, snapshots, power))
+                    candidates.append(self._candidate(known, usage_of, power_of))
         return Gathered(candidates, invalid, unknown)
 
     @property
@@ -130,15 +129,19 @@ class Scheduler:
         )
 
     def _candidate(
-        self, node: NodeInfo, snapshots: list[UsageSource] | None = None, power: PowerStore | None = None
+        self,
+        node: NodeInfo,
+        usage_of: Callable[[NodeInfo], NodeUsage] | None = None,
+        power_of: Callable[[str], NodePower | None] | None = None,
     ) -> Candidate:
         """The node with what is placed on it, its live usage (read from memory, never
-        polled) and, given the power store, its fresh power entries."""
+        polled) and, given a power reader, its fresh power entries. Pass the stores'
+        `reader()`s when building many candidates in one call."""
         load = self.cache.load(node.name)
-        node_power = power.node_power(node.name) if power is not None else None
+        node_power = power_of(node.name) if power_of is not None else None
         if self.usage is None:
             return Candidate(node=node, load=load, power=node_power)
-        usage = self.usage.usage(node, snapshots)
+        usage = (usage_of or self.usage.usage)(node)
         return Candidate(
             node=node,
             load=load,

@@ -16,6 +16,7 @@ Also kept here: the pods edge-sched placed recently, for hot-spot damping
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -179,17 +180,23 @@ class UsageStore:
                     out.append(provided)
         return out
 
-    def usage(self, node: NodeInfo, snapshots: list[UsageSource] | None = None) -> NodeUsage:
+    def usage(self, node: NodeInfo, snapshots: list[UsageSource] | None = None, now: float | None = None) -> NodeUsage:
         """What decisions use for `node` now (damped when damping is on).
 
-        Pass `snapshots` (from `snapshots()`) when resolving many nodes in one call.
+        Pass `snapshots` (from `snapshots()`) and `now` when resolving many nodes in one
+        call (`reader()` does).
         """
         sources = self.snapshots() if snapshots is None else snapshots
-        resolved = resolve_usage(node, sources, self.clock())
+        resolved = resolve_usage(node, sources, self.clock() if now is None else now)
         placements = self._placements.get(node.name)
         if self.damping_settle_s is None or not placements or resolved.source == REQUESTS:
             return resolved
         return damp(resolved, node, placements, self.damping_settle_s)
+
+    def reader(self) -> Callable[[NodeInfo], NodeUsage]:
+        """`usage` for the many nodes of one call: the sources and the clock are read once
+        (the clock per node was a measurable share of a verb at 5,000 nodes)."""
+        return functools.partial(self.usage, snapshots=self.snapshots(), now=self.clock())
 
     def sources_by_node(self, nodes: Iterable[NodeInfo]) -> dict[str, str]:
         """node -> the source its decisions use now."""

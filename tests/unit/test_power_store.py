@@ -256,3 +256,12 @@ async def test_health_shows_the_listener_and_a_taken_port(nursery: trio.Nursery)
     assert power.health() == {
         "listener": f"listening on udp 127.0.0.1:{free}", "fresh_nodes": 0, "router": "not asked yet", "rule5": "on"
     }
+
+
+def test_a_reader_answers_like_node_power() -> None:
+    clock = Clock()
+    store = PowerStore(expiry_s=600, clock=clock, wall_clock=lambda: 1.7e9)
+    store.apply(report(1, cpu("a")))
+    read = store.reader()
+    assert read("a") == store.node_power("a") is not None
+    assert read("unknown") is None

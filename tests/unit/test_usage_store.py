@@ -164,3 +164,13 @@ def test_other_attached_sources_come_after_the_s7_chain() -> None:
     assert usage.sources_by_node([A, B]) == {"a": UDP_REPORT, "b": "status-report"}
     assert list(usage.source_status()) == [PROMETHEUS, METRICS_API, UDP_REPORT, "status-report"]
     assert usage.source_status()["status-report"] == "attached"
+
+
+def test_a_reader_answers_like_usage_as_of_when_it_was_made() -> None:
+    usage, clock = store()
+    usage.publish(PROMETHEUS, "cpu", of(a=0.9))
+    usage.publish(METRICS_API, "cpu", of(a=0.2))
+    read = usage.reader()
+    assert read(A) == usage.usage(A)
+    clock.now += 31  # Prometheus's reading is stale now, but not for the reader made before
+    assert (read(A).source, usage.usage(A).source) == (PROMETHEUS, REQUESTS)
