@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from bench.objects import node_name, node_object, pending_pod, pod_object  # noq
 PODS_PER_NODE = 10
 BLOCK = 20
 DISTINCT_PODS = 64
+NODE_COUNTS = (100, 1000, 5000)  # the issue's
 
 
 # -- the server process ------------------------------------------------------------------
@@ -237,7 +239,7 @@ def default_requests(nodes: int) -> int:
     return 600 if nodes <= 1000 else 300
 
 
-def run(node_counts: list[int], requests: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def run(node_counts: Sequence[int] = NODE_COUNTS, requests: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Results entries and printable lines."""
     results: list[dict[str, Any]] = []
     lines = [f"extender verb latency (NodeNames; in-process cache, {PODS_PER_NODE} pods/node); machine: {load_line()}"]
@@ -274,7 +276,7 @@ def main() -> int:
         _serve(nodes, pods_per_node, echo_port, prom_port)
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, nargs="+", default=[100, 1000, 5000])
+    parser.add_argument("--nodes", type=int, nargs="+", default=list(NODE_COUNTS))
     parser.add_argument("--requests", type=int, default=None, help="requests per verb (default 600, 300 at 5,000 nodes)")
     parser.add_argument("--compare", type=Path, metavar="TREE",
                         help="also serve TREE's edge_sched (e.g. a `git worktree` of an older commit), interleaved: A/B")

@@ -42,6 +42,7 @@ from bench.common import entry, load_line  # noqa: E402
 from bench.objects import node_name, node_object, pod_object  # noqa: E402
 
 PAGE = 500
+TARGET_SIZE = (5000, 50000)  # nodes, pods: the size the RSS target is set for
 
 
 # -- the fake API server (its own process) -------------------------------------------------
@@ -177,7 +178,7 @@ def write_kubeconfig(path: Path, port: int) -> Path:
     return path
 
 
-def run(nodes: int = 5000, pods: int = 50000) -> tuple[list[dict[str, Any]], list[str]]:
+def run(nodes: int = TARGET_SIZE[0], pods: int = TARGET_SIZE[1]) -> tuple[list[dict[str, Any]], list[str]]:
     lines = [f"daemon memory and start-up: {nodes} nodes, {pods} pods from a fake API server; machine: {load_line()}"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -207,9 +208,10 @@ def run(nodes: int = 5000, pods: int = 50000) -> tuple[list[dict[str, Any]], lis
                  f"peak {big['peak_mib']:.0f} MiB; target RSS <= 250 MB")
     lines.append("  baselines: the same daemon standalone (empty cache), start-up to health 200")
     rss_mb = big["rss_mib"] * 1.048576
+    at_target = (nodes, pods) == TARGET_SIZE
     results = [
-        entry(f"daemon RSS @{nodes} nodes/{pods} pods", rss_mb, "MB", base["rss_mib"] * 1.048576, "value <= 250 MB",
-              rss_mb <= 250),
+        entry(f"daemon RSS @{nodes} nodes/{pods} pods", rss_mb, "MB", base["rss_mib"] * 1.048576,
+              "value <= 250 MB" if at_target else None, rss_mb <= 250 if at_target else None),
         entry(f"daemon peak RSS during start-up @{nodes}/{pods}", big["peak_mib"] * 1.048576, "MB",
               base["peak_mib"] * 1.048576),
         entry(f"start-up to synced @{nodes} nodes/{pods} pods", big_s, "s", base_s),

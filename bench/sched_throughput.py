@@ -45,6 +45,7 @@ from tests.cluster.stack import daemon_kubeconfig, pod_manifest  # noqa: E402
 QPS, BURST = 1000, 2000
 PROFILES = {"default": "default-bench", "edge": "edge-bench"}
 POLL_S = 0.1
+TARGET_SIZE = (1000, 3000)  # nodes, pods per profile: the size the ratio target is set for
 META_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
@@ -132,7 +133,9 @@ def timed_round(cp: ControlPlane, profile: str, extender_url: str | None, namesp
     return poller.span(count), machine()["load1"]
 
 
-def run(nodes: int = 1000, pods: int = 3000, timeout_s: float = 900) -> tuple[list[dict[str, Any]], list[str]]:
+def run(
+    nodes: int = TARGET_SIZE[0], pods: int = TARGET_SIZE[1], timeout_s: float = 900
+) -> tuple[list[dict[str, Any]], list[str]]:
     lines = [f"scheduling throughput: {nodes} kwok nodes, {pods} pods per profile, rounds A B B A; "
              f"machine at start: {load_line()}"]
     half = pods // 2
@@ -169,9 +172,10 @@ def run(nodes: int = 1000, pods: int = 3000, timeout_s: float = 900) -> tuple[li
     ratio = rate["edge"] / rate["default"]
     lines.append(f"  default profile {rate['default']:.1f} pods/s, edge profile {rate['edge']:.1f} pods/s, "
                  f"ratio {ratio:.2f} (target >= 0.6); machine at end: {load_line()}")
+    at_target = (nodes, pods) == TARGET_SIZE
     results = [
-        entry(f"throughput edge profile @{nodes} nodes", rate["edge"], "pods/s", rate["default"], "ratio >= 0.6",
-              ratio >= 0.6),
+        entry(f"throughput edge profile @{nodes} nodes", rate["edge"], "pods/s", rate["default"],
+              "ratio >= 0.6" if at_target else None, ratio >= 0.6 if at_target else None),
     ]
     return results, lines
 
