@@ -27,6 +27,7 @@ class Metrics:
     monitor_polls: Counter
     monitor_series_skipped: Counter
     node_metrics_polls: Counter
+    events: Counter
 
 
 def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -80,6 +81,12 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         node_metrics_polls=Counter(
             "edge_sched_node_metrics_polls",
             "metrics.k8s.io node metrics polls by result (ok, not_served, error).",
+            ["result"],
+            registry=reg,
+        ),
+        events=Counter(
+            "edge_sched_events",
+            "Kubernetes Events by result (posted, failed, dropped: the queue was full).",
             ["result"],
             registry=reg,
         ),

@@ -16,6 +16,7 @@ import attrs
 
 from edge_sched.adapters.kube_client import KubeClient
 from edge_sched.codecs import extender as wire
+from edge_sched.codecs.events import pod_ref
 from edge_sched.codecs.kube_objects import (
     ObjectError,
     node_from_object,
@@ -35,6 +36,7 @@ from edge_sched.core.scoring import (
 )
 from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
 from edge_sched.runtime.cluster import ClusterCache
+from edge_sched.runtime.events import EventRecorder
 from edge_sched.runtime.metrics import Metrics
 from edge_sched.runtime.plans import (
     PlanStore,
@@ -89,6 +91,7 @@ class Scheduler:
     wall_clock: Callable[[], float] = time.time
     power: PowerService | None = None  # None: computing power disabled
     usage: UsageStore | None = None  # live node usage (S7); None: requests only
+    events: EventRecorder | None = None  # Kubernetes Events (S4); None: standalone
     recent: deque[Decision] = attrs.field(factory=lambda: deque(maxlen=RECENT_DECISIONS))
 
     # -- inputs --------------------------------------------------------------
@@ -381,6 +384,13 @@ class Scheduler:
         if node != args.node:
             self.metrics.plan_overrides.inc()
             log.info("bound %s to planned node %s instead of %s", key, node, args.node)
+            if self.events is not None:
+                score = f" (score {detail.score}/10)" if detail is not None else ""
+                self.events.record(
+                    pod_ref(args.pod_namespace, args.pod_name, args.pod_uid), "Normal", "FollowedPlan",
+                    f"edge-sched bound the pod to {node}{score}, the node its plan selected, "
+                    f"instead of kube-scheduler's pick {args.node}",
+                )
         return wire.binding_result()
 
     async def _post_binding(self, args: wire.BindingArgs, node: str) -> None:

@@ -37,6 +37,7 @@ from edge_sched.codecs.resource_status import MAX_MESSAGE_BYTES as WS_MAX_MESSAG
 from edge_sched.core.backoff import Backoff
 from edge_sched.runtime.batch_planner import BatchPlanner
 from edge_sched.runtime.cluster import ClusterCache, NodeSink, PodSink
+from edge_sched.runtime.events import EventRecorder
 from edge_sched.runtime.metrics import Metrics, build_metrics
 from edge_sched.runtime.plans import PlanStore
 from edge_sched.runtime.power import (
@@ -73,6 +74,7 @@ class Daemon:
     scheduler: Scheduler
     status: DaemonStatus
     kube: KubeClient | None
+    events: EventRecorder | None  # None: standalone
     resource_status: ResourceStatusService | None = None  # None: RESOURCE_STATUS_ENABLED=false
     task_plans: TaskPlanService | None = None  # None: TASK_PLANNING_ENABLED=false
     batch_planner: BatchPlanner | None = None  # None: ENABLE_OPTIMIZER=false
@@ -83,10 +85,12 @@ def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
     cache = ClusterCache()
     plans = PlanStore(clock=time.time, expiration_s=settings.scheduler.plan_expiration_s)
     kube = KubeClient(kube_target, settings.kube.request_timeout_s) if kube_target else None
+    events = EventRecorder(kube, metrics) if kube is not None else None
     power = build_power_service(settings, metrics.registry) if settings.computing_power.enabled else None
     usage = build_usage(settings, cache, metrics, power)
     scheduler = Scheduler(
-        settings=settings, cache=cache, plans=plans, metrics=metrics, kube=kube, power=power, usage=usage
+        settings=settings, cache=cache, plans=plans, metrics=metrics, kube=kube, power=power, usage=usage,
+        events=events,
     )
     status = DaemonStatus(kube_source=kube_target.source if kube_target else "")
     status.probes["load"] = lambda: usage.health(cache.nodes.values())
@@ -99,12 +103,12 @@ def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
             usage=usage,
             auth_token=settings.server.auth_token,
         )
-    daemon = Daemon(settings, metrics, cache, scheduler, status, kube, feed)
+    daemon = Daemon(settings, metrics, cache, scheduler, status, kube, events, feed)
     if settings.optimizer.enabled:  # S10
         daemon.batch_planner = BatchPlanner.for_scheduler(scheduler)
     if settings.task_planning.enabled:  # S11
         placer = batch_placer(daemon.batch_planner) if daemon.batch_planner is not None else None
-        daemon.task_plans = TaskPlanService(settings, kube, placer)
+        daemon.task_plans = TaskPlanService(settings, kube, placer, events=events)
         daemon.task_plans.register_metrics(metrics.registry)
         status.probes["task_planning"] = daemon.task_plans.health
     return daemon
@@ -211,6 +215,8 @@ async def run_daemon(
                 log.info("metrics on %s/metrics", ", ".join(metrics_bound))
             if daemon.kube is not None:
                 _start_reflectors(nursery, daemon)
+            if daemon.events is not None:
+                nursery.start_soon(supervise, "event-poster", daemon.events.serve, daemon.metrics, Backoff())
             nursery.start_soon(supervise, "plan-sweeper", lambda: _sweep_plans(daemon), daemon.metrics, Backoff())
             if daemon.scheduler.power is not None:
                 _start_power(nursery, daemon.scheduler.power, daemon)

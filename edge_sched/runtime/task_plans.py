@@ -41,6 +41,7 @@ from prometheus_client.registry import Collector
 
 from edge_sched.adapters.kube_client import KubeClient
 from edge_sched.adapters.kube_watch import ReflectorStatus, WatchTarget, list_all, run_reflector
+from edge_sched.codecs.events import ObjectRef
 from edge_sched.codecs.task_objects import (
     ATTEMPT_LABEL,
     OWNED_SELECTOR,
@@ -72,6 +73,7 @@ from edge_sched.core.taskrun import (
     start_attempt,
 )
 from edge_sched.errors import EdgeSchedError, KubeConflict, KubeError, KubeNotFound, KubeRetryable
+from edge_sched.runtime.events import EventRecorder
 from edge_sched.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -290,6 +292,7 @@ class TaskPlanService:
     loaded: bool = False
     load_error: str = ""  # why stored plans could not be listed, until they are
     attempts_total: Counter | None = None
+    events: EventRecorder | None = None  # Kubernetes Events on failed attempts and finished plans
     _nursery: trio.Nursery | None = None
     _submitting: set[str] = attrs.field(factory=set)
 
@@ -503,6 +506,21 @@ class TaskPlanService:
             await self._delete(run, stored=False)
         elif run.state.finished_at is not None:
             log.info("task plan %s: %s", run.name, run.state.phase)
+            self._record_finish(run)
+
+    def _record_finish(self, run: PlanRun) -> None:
+        """An Event on the plan's ConfigMap: `kubectl describe configmap edge-sched-plan-<name>`."""
+        if self.events is None:
+            return
+        ref = ObjectRef("v1", "ConfigMap", self.namespace, configmap_name(run.name), run.uid)
+        tasks = run.state.tasks
+        if run.state.phase == "succeeded":
+            self.events.record(ref, "Normal", "PlanSucceeded", f"task plan {run.name}: all {len(tasks)} tasks succeeded")
+            return
+        failed = sorted(t for t, s in tasks.items() if s.phase == "failed")
+        skipped = sorted(t for t, s in tasks.items() if s.phase == "skipped")
+        message = f"task plan {run.name} failed: task {', '.join(failed)} failed"
+        self.events.record(ref, "Warning", "PlanFailed", message + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
 
     async def _drive_until_done(self, run: PlanRun) -> bool:
         """Returns True when the plan's ConfigMap vanished (deleted by hand)."""
@@ -589,6 +607,13 @@ class TaskPlanService:
             log.log(logging.INFO if result == "succeeded" else logging.WARNING,
                     "task plan %s: task %s attempt %d %s%s -> %s", run.name, task_id, attempt.number, result,
                     f" ({error})" if error else "", after.phase)
+            if result != "succeeded" and self.events is not None:
+                self.events.record(
+                    ObjectRef("batch/v1" if task.kind == "job" else "apps/v1",
+                              "Job" if task.kind == "job" else "Deployment", task.namespace, attempt.object_name),
+                    "Warning", "TaskAttemptTimedOut" if result == "timeout" else "TaskAttemptFailed",
+                    f"task plan {run.name}, task {task_id}: {error}; task is now {after.phase}",
+                )
             if after.phase == "retrying" or (result == "timeout" and after.phase == "failed"):
                 # A timed-out attempt may still hold a node: stop it. A failed one has
                 # finished; the last one is kept for `kubectl logs` until the plan is deleted.

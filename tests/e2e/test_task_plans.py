@@ -214,6 +214,21 @@ def test_failing_task_is_retried_then_plan_fails_and_dependants_are_skipped(
     text = httpx.get(f"http://127.0.0.1:{stack.daemon.metrics_port}/metrics", timeout=5).text
     assert metric_value(text, 'edge_sched_task_attempts_total{kind="job",result="failed"}') >= RETRY_COUNT + 1
     assert metric_value(text, 'edge_sched_task_plans{phase="failed"}') >= 1
+    # What `kubectl describe` shows, posted with the daemon's least-privilege token (S4).
+    def events(namespace: str, name: str) -> list[dict[str, Any]]:
+        found = control_plane.get(f"/api/v1/namespaces/{namespace}/events", fieldSelector=f"involvedObject.name={name}")
+        return [e for e in found["items"] if e.get("source", {}).get("component") == "edge-sched"]
+
+    last_job = attempts[-1]["object_name"]
+    wait_for(lambda: events(NAMESPACE, f"edge-sched-plan-{name}") and events(NS, last_job), 30, "the plan's events")
+    (plan_event,) = events(NAMESPACE, f"edge-sched-plan-{name}")
+    assert (plan_event["type"], plan_event["reason"]) == ("Warning", "PlanFailed")
+    assert plan_event["message"] == f"task plan {name} failed: task bad failed; skipped: after-bad, then"
+    (job_event,) = events(NS, last_job)
+    assert (job_event["type"], job_event["reason"]) == ("Warning", "TaskAttemptFailed")
+    assert job_event["message"].endswith("; task is now failed")
+    text = httpx.get(f"http://127.0.0.1:{stack.daemon.metrics_port}/metrics", timeout=5).text
+    assert metric_value(text, 'edge_sched_events_total{result="failed"}') == 0
 
 
 def test_never_completing_task_hits_the_deploy_timeout(

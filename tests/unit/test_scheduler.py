@@ -15,6 +15,7 @@ from edge_sched.runtime.metrics import build_metrics
 from edge_sched.runtime.plans import PlanStore
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.settings import Settings
+from tests.recorded_events import RecordedEvents
 
 GI = 1024**3
 
@@ -270,3 +271,18 @@ def test_preempt_drops_nodes_where_eviction_cannot_help() -> None:
     }
     result = sched.preempt(wire.parse_preemption_args(body))
     assert result == {"NodeNameToMetaVictims": {"node-a": {"Pods": [{"UID": "x1"}], "NumPDBViolations": 0}}}
+
+
+async def test_a_bind_that_overrides_kube_scheduler_posts_an_event_and_an_ordinary_one_does_not() -> None:
+    kube = FakeKube({"node-a", "node-b"}, {"default/p1": "u-1", "default/p2": "u-2"})
+    sched, _ = make(kube=kube)
+    sched.events = RecordedEvents()  # type: ignore[assignment]
+    args = wire.parse_extender_args({"Pod": pod("1"), "NodeNames": ["node-a", "node-b"]})
+    await sched.prioritize(args)
+    assert await sched.bind(wire.BindingArgs("p1", "default", "u-1", "node-b")) == {"Error": ""}
+    assert await sched.bind(wire.BindingArgs("p2", "default", "u-2", "node-b")) == {"Error": ""}  # no plan
+    ((ref, event_type, reason, message),) = sched.events.events  # type: ignore[attr-defined]
+    assert (ref.kind, ref.namespace, ref.name, ref.uid) == ("Pod", "default", "p1", "u-1")
+    assert (event_type, reason) == ("Normal", "FollowedPlan")
+    assert message == ("edge-sched bound the pod to node-a (score 10/10), the node its plan selected, "
+                       "instead of kube-scheduler's pick node-b")

@@ -23,6 +23,7 @@ from edge_sched.core.taskrun import object_name
 from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
 from edge_sched.runtime.task_plans import PlanExists, TaskPlanService
 from edge_sched.settings import Settings, TaskPlanningSettings
+from tests.recorded_events import RecordedEvents
 
 NS = "edge-scheduler"
 
@@ -276,6 +277,34 @@ async def test_a_failing_task_is_retried_interval_apart_then_fails_and_skips(
         assert run.state.finished_at == run.state.tasks["solo"].finished_at
         # Each retry deleted its predecessor; the last failed Job is kept.
         assert job_names(api, "p", "bad") == [object_name("p", "bad", 3)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_failed_attempts_and_the_plans_end_are_kubernetes_events(autojump_clock: trio.testing.MockClock) -> None:
+    api = FakeApi()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fake_controllers, api, lambda tid: ("fail", 1.0) if tid == "bad" else ("complete", 2.0))
+        service = await start_service(nursery, api, settings(retry_count=1, retry_interval_s=5.0))
+        service.events = events = RecordedEvents()  # type: ignore[assignment]
+        await service.submit(plan(("bad", []), ("after", ["bad"])))
+        await Harness(api, service, nursery).finished("p")
+        first, second = object_name("p", "bad", 1), object_name("p", "bad", 2)
+        seen = [(r.kind, r.name, t, reason) for r, t, reason, _ in events.events]
+        assert seen == [
+            ("Job", first, "Warning", "TaskAttemptFailed"),
+            ("Job", second, "Warning", "TaskAttemptFailed"),
+            ("ConfigMap", "edge-sched-plan-p", "Warning", "PlanFailed"),
+        ]
+        assert events.events[0][3].startswith("task plan p, task bad: attempt 1: ")
+        assert events.events[0][3].endswith("; task is now retrying")
+        assert events.events[2][3] == "task plan p failed: task bad failed; skipped: after"
+
+        events.events.clear()
+        await service.submit(plan(("ok", []), name="q"))
+        await Harness(api, service, nursery).finished("q")
+        assert [(r.name, reason, m) for r, _, reason, m in events.events] == [
+            ("edge-sched-plan-q", "PlanSucceeded", "task plan q: all 1 tasks succeeded")
+        ]
         nursery.cancel_scope.cancel()
 
 
