@@ -163,14 +163,14 @@ def _percent(field: str, value: Any, problems: list[str]) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         problems.append(f"{field}: {_describe(value)} is not a number, expected a percentage 0-100")
         return None
-    number = float(value)
-    if not math.isfinite(number):  # 1e999 parses as inf
+    if isinstance(value, float) and not math.isfinite(value):  # 1e999 parses as inf
         problems.append(f"{field}: {_describe(value)} is not a finite number, expected 0-100")
         return None
-    if not 0.0 <= number <= 100.0:
+    # Compared before float(): a 400-digit integer is out of range, not an OverflowError.
+    if not 0 <= value <= 100:
         problems.append(f"{field}: {_describe(value)} is out of range, expected a percentage 0-100")
         return None
-    return number
+    return float(value)
 
 
 def _status_word(field: str, value: Any, problems: list[str]) -> str | None:

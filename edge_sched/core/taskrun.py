@@ -258,7 +258,10 @@ def _opt_float(value: object, path: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise StateError(f"{path}: expected a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a hand-edited ConfigMap may hold a 400-digit integer
+        raise StateError(f"{path}: expected a number of seconds, not {len(str(value))} digits") from None
 
 
 def _opt_str(value: object, path: str) -> str | None:

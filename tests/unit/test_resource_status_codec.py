@@ -105,6 +105,11 @@ def test_a_number_too_large_for_a_float_is_refused() -> None:
     assert str(error_of(text)) == "overall_load: Infinity is not a finite number, expected 0-100"
 
 
+def test_an_integer_too_large_for_a_float_is_out_of_range() -> None:
+    text = json.dumps(UPDATE).replace('"overall_load": 70', '"overall_load": 1' + "0" * 400)
+    assert str(error_of(text)) == "overall_load: 1000000000000000000000000000000000000... is out of range, expected a percentage 0-100"
+
+
 @pytest.mark.parametrize("field", [f for f in wire.UPDATE_FIELDS if f != "request_id"])
 def test_each_missing_update_field_is_named(field: str) -> None:
     body = {k: v for k, v in UPDATE.items() if k != field}

@@ -168,6 +168,7 @@ def test_state_round_trips_through_json() -> None:
         (lambda d: d["tasks"]["a"].update(phase="?"), "state.tasks.a.phase"),
         (lambda d: d["tasks"]["a"].update(attempts=[{"number": 0}]), "state.tasks.a.attempts[0]"),
         (lambda d: d.update(placements={"a": 1}), "state.placements"),
+        (lambda d: d.update(finished_at=10**400), "state.finished_at: expected a number of seconds, not 401 digits"),
     ],
 )
 def test_bad_stored_state_is_named(mutate, fragment: str) -> None:  # type: ignore[no-untyped-def]
