@@ -46,6 +46,7 @@ from edge_sched.core.filtering import (
     filter_node,
 )
 from edge_sched.core.model import CPU, MEMORY, PODS, Candidate, PodDemand
+from edge_sched.core.scoring import NeutralUsage, used_amount
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -214,22 +215,13 @@ def _why_unplaceable(pod: PodDemand, candidates: Sequence[Candidate], limits: Fi
     return f"no node passes filter for this pod ({len(verdicts)} tried): {shown}{suffix}"
 
 
-def _used(cand: Candidate, resource: str) -> float:
-    """`used_r` of the S5 score: the larger of requests and measured usage."""
-    allocatable = cand.node.allocatable.get(resource, 0)
-    used = float(cand.load.requested.get(resource, 0))
-    measured = cand.cpu_usage if resource == CPU else cand.memory_usage
-    if measured is not None and allocatable > 0:
-        used = max(used, measured * allocatable)
-    return used
-
-
 def build_problem(pods: Sequence[PodDemand], candidates: Sequence[Candidate], limits: FilterLimits) -> Problem:
     """The batch as arrays: eligible nodes (sorted by name), requests, free capacity, mask."""
     cands = sorted(candidates, key=lambda c: c.name)
     full_mask = feasibility_mask(pods, cands, limits)
     eligible = [j for j in range(len(cands)) if full_mask[:, j].any()]
     kept = [cands[j] for j in eligible]
+    neutral = NeutralUsage.of(cands)  # unmeasured nodes count the others' median usage, as in S5
     why = {i: _why_unplaceable(pod, cands, limits) for i, pod in enumerate(pods) if not full_mask[i].any()}
     extra = sorted({r for p in pods for r, v in p.requests.items() if v > 0} - {CPU, MEMORY})
     resources = (CPU, MEMORY, *extra)
@@ -257,7 +249,7 @@ def build_problem(pods: Sequence[PodDemand], candidates: Sequence[Candidate], li
         allocatable=np.array(
             [[float(c.node.allocatable.get(r, 0)) for r in SCORE_RESOURCES] for c in kept], dtype=np.float64
         ).reshape(m, 2),
-        used=np.array([[_used(c, r) for r in SCORE_RESOURCES] for c in kept], dtype=np.float64).reshape(m, 2),
+        used=np.array([[used_amount(r, c, neutral) for r in SCORE_RESOURCES] for c in kept], dtype=np.float64).reshape(m, 2),
         why_unplaceable=why,
     )
 

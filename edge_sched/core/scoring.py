@@ -35,27 +35,67 @@ class NodeScore:
     components: Mapping[str, float] = attrs.field(factory=dict)
 
 
-def free_fraction(resource: str, pod: PodDemand, cand: Candidate) -> float:
-    """1 - (used + request) / allocatable, clamped to [0, 1].
+@attrs.frozen
+class NeutralUsage:
+    """The utilisation a node of unknown usage is scored with (field cases C19, C20).
 
-    `used` is the larger of what pods request and what is measured, so a node
-    whose pods use more than they asked for does not look emptier than it is.
+    A node whose Prometheus series is NaN, missing or stale must score neither as idle (0%,
+    so that an outage would send every pod to the nodes without data) nor as full: it is
+    scored as using the median measured utilisation of the candidates of the same call whose
+    usage is known, per resource. When no candidate is measured, None: every node is then
+    scored from its requests alike. Filter rule 4 never sees this value (an unknown node passes
+    or fails by LOAD_STALE_POLICY).
     """
+
+    cpu: float | None = None
+    memory: float | None = None
+
+    @classmethod
+    def of(cls, candidates: Iterable[Candidate]) -> NeutralUsage:
+        cands = list(candidates)
+        return cls(
+            _median([c.cpu_usage for c in cands if c.cpu_usage is not None]),
+            _median([c.memory_usage for c in cands if c.memory_usage is not None]),
+        )
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def used_amount(resource: str, cand: Candidate, neutral: NeutralUsage) -> float:
+    """`used_r` of the S5 score: the larger of what pods request and what is measured (or,
+    unmeasured, the neutral utilisation), so a node whose pods use more than they asked for
+    does not look emptier than it is."""
+    allocatable = cand.node.allocatable.get(resource, 0)
+    used = float(cand.load.requested.get(resource, 0))
+    measured = cand.cpu_usage if resource == CPU else cand.memory_usage
+    if measured is None:
+        measured = neutral.cpu if resource == CPU else neutral.memory
+    if measured is not None and allocatable > 0:
+        used = max(used, measured * allocatable)
+    return used
+
+
+def free_fraction(resource: str, pod: PodDemand, cand: Candidate, neutral: NeutralUsage = NeutralUsage()) -> float:
+    """1 - (used + request) / allocatable, clamped to [0, 1]."""
     allocatable = cand.node.allocatable.get(resource, 0)
     if allocatable <= 0:
         return 0.0
-    used = float(cand.load.requested.get(resource, 0))
-    measured = cand.cpu_usage if resource == CPU else cand.memory_usage
-    if measured is not None:
-        used = max(used, measured * allocatable)
-    fraction = 1.0 - (used + pod.requests.get(resource, 0)) / allocatable
+    fraction = 1.0 - (used_amount(resource, cand, neutral) + pod.requests.get(resource, 0)) / allocatable
     return min(1.0, max(0.0, fraction))
 
 
-def score_node(pod: PodDemand, cand: Candidate, weights: ScoreWeights) -> NodeScore:
+def score_node(
+    pod: PodDemand, cand: Candidate, weights: ScoreWeights, neutral: NeutralUsage = NeutralUsage()
+) -> NodeScore:
     w_cpu, w_mem = weights.normalised()
-    f_cpu = free_fraction(CPU, pod, cand)
-    f_mem = free_fraction(MEMORY, pod, cand)
+    f_cpu = free_fraction(CPU, pod, cand, neutral)
+    f_mem = free_fraction(MEMORY, pod, cand, neutral)
     value = 100.0 * (w_cpu * f_cpu + w_mem * f_mem)
     return NodeScore(cand.name, value, {"cpu_free": f_cpu, "memory_free": f_mem})
 
@@ -63,7 +103,10 @@ def score_node(pod: PodDemand, cand: Candidate, weights: ScoreWeights) -> NodeSc
 def score_nodes(
     pod: PodDemand, candidates: Iterable[Candidate], weights: ScoreWeights
 ) -> list[NodeScore]:
-    return [score_node(pod, c, weights) for c in candidates]
+    """Every candidate's score; unmeasured ones with the others' median usage (NeutralUsage)."""
+    cands = list(candidates)
+    neutral = NeutralUsage.of(cands)
+    return [score_node(pod, c, weights, neutral) for c in cands]
 
 
 def to_extender_scores(values: Mapping[str, float]) -> dict[str, int]:

@@ -31,7 +31,7 @@ from edge_sched.core.load import (
     resolve_usage,
 )
 from edge_sched.core.model import Candidate, NodeInfo, NodeLoad, PodDemand
-from edge_sched.core.scoring import ScoreWeights, score_node
+from edge_sched.core.scoring import ScoreWeights, score_node, score_nodes
 
 GI = 1024**3
 T0 = 1717000000.0
@@ -174,13 +174,26 @@ def test_c19_unknown_nodes_pass_filter_and_score_neutrally() -> None:
         assert cands[name].cpu_usage is None
         assert cands[name].usage_source == REQUESTS
         assert filter_node(POD, cands[name], FilterLimits()).passed
-    scores = {n: score_node(POD, c, ScoreWeights()).value for n, c in cands.items()}
-    # Unknown nodes score from requests only (1 of 4 cores used), exactly alike ...
-    assert scores["node-a"] == scores["node-b"] == scores["node-c"] == pytest.approx(
-        100 * (0.6 * (1 - 1500 / 4000) + 0.4 * (1 - GI / (8 * GI)))
-    )
-    # ... and node-d's measured 42% counts over its 25% requested.
+    scores = {s.node: s.value for s in score_nodes(POD, cands.values(), ScoreWeights())}
+    # node-d's measured 42% counts over its 25% requested ...
     assert scores["node-d"] == pytest.approx(100 * (0.6 * (1 - (0.42 * 4000 + 500) / 4000) + 0.4 * (7 / 8)))
+    # ... and the unknown nodes are neither idle (requests alone: 25%) nor full: they score with
+    # the measured candidates' median, node-d's 42%, exactly alike.
+    assert scores["node-a"] == scores["node-b"] == scores["node-c"] == scores["node-d"]
+
+
+def test_unknown_usage_scores_with_the_median_of_the_measured_and_requests_still_count() -> None:
+    def cand(name: str, cpu_usage: float | None, requested_cpu: int = 0) -> Candidate:
+        return Candidate(node(name), NodeLoad({"cpu": requested_cpu}), cpu_usage=cpu_usage)
+
+    cands = [cand("m1", 0.2), cand("m2", 0.3), cand("m3", 0.7), cand("unknown", None), cand("busy", None, 3000)]
+    scores = {s.node: s.components["cpu_free"] for s in score_nodes(POD, cands, ScoreWeights())}
+    assert scores["unknown"] == pytest.approx(1 - (0.3 * 4000 + 500) / 4000)  # the median, 30%
+    assert scores["busy"] == pytest.approx(1 - (3000 + 500) / 4000)  # 75% requested counts over 30%
+    # With nothing measured at all, every node is scored from its requests alike.
+    alone = {s.node: s.components["cpu_free"] for s in score_nodes(POD, [cand("a", None), cand("b", None, 2000)],
+                                                                     ScoreWeights())}
+    assert alone == {"a": pytest.approx(1 - 500 / 4000), "b": pytest.approx(1 - 2500 / 4000)}
 
 
 def test_series_older_than_two_poll_periods_are_stale() -> None:

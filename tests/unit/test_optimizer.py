@@ -411,3 +411,15 @@ def test_nothing_to_place_on() -> None:
     )
     assert out.assignments == {} and out.unplaced == {"default/p": "no candidate nodes"}
     assert UNPLACED == -1
+
+
+def test_unmeasured_nodes_count_the_measured_median_in_the_batch_too() -> None:
+    """The GA's `used` follows the S5 score's NeutralUsage rule (field case C19)."""
+    alloc = {"cpu": 4000, "memory": 8 * GI, "pods": 110}
+    cands = [
+        Candidate(NodeInfo("measured", alloc), NodeLoad({}), cpu_usage=0.5, memory_usage=0.25),
+        Candidate(NodeInfo("unknown", alloc), NodeLoad({})),
+    ]
+    problem = build_problem([pod("p", 100, MI)], cands, FilterLimits())
+    assert problem.nodes == ("measured", "unknown")
+    assert problem.used.tolist() == [[2000.0, 2 * GI], [2000.0, 2 * GI]]

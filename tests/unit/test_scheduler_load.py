@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import attrs
+import pytest
 
 from edge_sched.codecs import extender as wire
 from edge_sched.core.load import PROMETHEUS, Reading, SeriesIndex
@@ -166,8 +167,9 @@ async def test_c19_nan_and_inf_nodes_score_neutrally_and_no_nan_reaches_json() -
     await sched.prioritize(args("hot", "cool", "lifted"))
     plan = sched.plans.get("default/p1")
     assert plan is not None
-    # NaN/Inf nodes score from requests alone (empty nodes: as free as can be), not as 0 % busy
-    # with a NaN somewhere; the measured 42 % counts for cool.
-    assert plan.scores["hot"].value == plan.scores["lifted"].value > plan.scores["cool"].value
+    # NaN/Inf nodes are neither 0 % busy (they are empty: requests alone would make them the
+    # freest) nor full: they score with the measured candidates' median, here cool's 42 %.
+    assert plan.scores["hot"].value == plan.scores["lifted"].value == plan.scores["cool"].value
+    assert plan.scores["cool"].components["cpu_free"] == pytest.approx(1 - (0.42 * 8000 + 500) / 8000)
     json.dumps(plan.to_json(), allow_nan=False)
     json.dumps(usage.health(sched.cache.nodes.values()), allow_nan=False)
