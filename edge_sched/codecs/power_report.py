@@ -372,6 +372,9 @@ def report_size(hosts: Sequence[HostPower]) -> int:
 
 # -- router (S6.3) -------------------------------------------------------------------------
 
+# The five bytes of a container in a router request, in wire order.
+ROUTER_FIELDS = ("cpu_ghz", "cpu_cores", "gpu_cuda_hundreds", "gpu_ghz", "fpga_kilo_logic_units")
+
 
 def encode_router_request(profiles: Sequence[ContainerProfile]) -> tuple[bytes, tuple[str, ...]]:
     """The request datagram, each field clamped to 0..255 (never wrapped).
@@ -384,11 +387,10 @@ def encode_router_request(profiles: Sequence[ContainerProfile]) -> tuple[bytes, 
     """
     if not 1 <= len(profiles) <= MAX_COUNT:
         raise ValueError(f"a router request carries 1..{MAX_COUNT} containers, not {len(profiles)}")
-    names = ("cpu_ghz", "cpu_cores", "gpu_cuda_hundreds", "gpu_ghz", "fpga_kilo_logic_units")
     out = bytearray((len(profiles),))
     warnings: list[str] = []
     for i, profile in enumerate(profiles):
-        for name, value in zip(names, profile.fields(), strict=True):
+        for name, value in zip(ROUTER_FIELDS, profile.fields(), strict=True):
             clamped = min(255, max(0, value))
             if clamped != value:
                 warnings.append(f"container {i} {name} {value} clamped to {clamped}")

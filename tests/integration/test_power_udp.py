@@ -312,6 +312,20 @@ def test_quantify_asks_the_router(http: httpx.Client, router: FakeRouter) -> Non
     ]
     assert body["demand"]["cpu_ghz"] == 4.0 and body["demand"]["gpu_tflops"] == 10.0
     assert router.requests and router.requests[-1] == bytes((1, 2, 2, 50, 1, 0))
+    assert body["router_request_clamped"] == []
+
+
+def test_quantify_shows_the_clamped_request_it_sends(http: httpx.Client, router: FakeRouter) -> None:
+    containers = [{"name": "c", "resources": {"requests": {"cpu": "300"}, "limits": {"nvidia.com/gpu": "1000"}}}]
+    r = http.post("/computing-power/quantify", json={"containers": containers})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (sent,) = body["router_request"]
+    assert (sent["cpu_cores"], sent["gpu_cuda_hundreds"]) == (255, 255)
+    assert body["router_request_clamped"] == [
+        "container 0 cpu_cores 300 clamped to 255", "container 0 gpu_cuda_hundreds 25000 clamped to 255",
+    ]
+    assert router.requests[-1][1:] == bytes(sent.values())  # exactly what the router received
 
 
 @pytest.mark.parametrize(

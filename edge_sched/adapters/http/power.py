@@ -15,6 +15,7 @@ from typing import Any
 from quart import Blueprint, Response
 
 from edge_sched.adapters.http.bodies import BadRequest, json_response, read_json
+from edge_sched.codecs.power_report import ROUTER_FIELDS, decode_router_request, encode_router_request
 from edge_sched.core.podresources import PodSpecError, pod_requests
 from edge_sched.core.power import ComputeType
 from edge_sched.runtime.power import PowerService, container_profiles
@@ -77,16 +78,17 @@ def power_blueprint(power: PowerService) -> Blueprint:
         except PodSpecError as exc:
             return json_response({"error": f"containers: {exc}"}, 400)
         demand = await power.demand_for(profiles, requests)
+        # What goes on the wire: each field clamped to one byte, as the router client sends it.
+        datagram, clamped = encode_router_request(profiles)
         return json_response(
             {
                 "demand": demand.to_json(),
                 "source": demand.source,
                 "detail": demand.detail,
                 "router_request": [
-                    dict(zip(("cpu_ghz", "cpu_cores", "gpu_cuda_hundreds", "gpu_ghz", "fpga_kilo_logic_units"),
-                             p.fields(), strict=True))
-                    for p in profiles
+                    dict(zip(ROUTER_FIELDS, p.fields(), strict=True)) for p in decode_router_request(datagram)
                 ],
+                "router_request_clamped": list(clamped),
             }
         )
 
