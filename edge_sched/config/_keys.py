@@ -133,7 +133,7 @@ KEYS: Final[tuple[KeySpec, ...]] = (
                          problem="contains characters not allowed in an HTTP header",
                          name="string, optional"),
             None,
-            "Bearer token API clients must send when set; printed as `***`.",
+            "Bearer token every mutating call except the extender verbs needs when set; printed as `***`.",
             secret=True, example="replace-with-a-long-random-token"),
     KeySpec("server", "shutdown_grace_s", "SHUTDOWN_GRACE_PERIOD", Float(0.0, 60.0, unit="seconds"), 8.0,
             "Time in-flight requests get to finish after SIGTERM/SIGINT before they are cancelled."),
