@@ -326,7 +326,10 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> ReporterOptions:
+    """Raises ValueError naming the options that contradict each other."""
     host, port = args.target
+    if args.total_memory is not None and args.available_memory is not None and args.available_memory > args.total_memory:
+        raise ValueError(f"--available-memory {args.available_memory} is more than --total-memory {args.total_memory}")
     manual = Manual(
         total_memory=args.total_memory,
         available_memory=args.available_memory,

@@ -122,3 +122,8 @@ def test_bad_arguments(argv: list[str]) -> None:
 def test_manual_flags() -> None:
     assert not Manual().cpu_given
     assert Manual(cpu_load=3).cpu_given and Manual(gpu_count=0).gpu_given and Manual(fpga_load=1).fpga_given
+
+
+def test_more_available_than_total_memory_is_refused_not_clamped() -> None:
+    with pytest.raises(ValueError, match="^--available-memory 20 is more than --total-memory 10$"):
+        options("--once", "--total-memory", "10", "--available-memory", "20")
