@@ -135,8 +135,12 @@ def _affinity_terms(spec: Mapping[str, Any], problems: list[str]) -> tuple[NodeS
     required = _mapping(
         node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution"), path, problems
     )
+    raw_terms = _list(required.get("nodeSelectorTerms"), f"{path}.nodeSelectorTerms", problems)
+    if node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") is not None and not raw_terms:
+        # Kubernetes refuses such a pod; matching every node would be the opposite of "none".
+        problems.append(f"{path}.nodeSelectorTerms: must have at least one term")
     terms: list[NodeSelectorTerm] = []
-    for i, raw in enumerate(_list(required.get("nodeSelectorTerms"), f"{path}.nodeSelectorTerms", problems)):
+    for i, raw in enumerate(raw_terms):
         term_path = f"{path}.nodeSelectorTerms[{i}]"
         term = _mapping(raw, term_path, problems)
         terms.append(

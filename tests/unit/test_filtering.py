@@ -1,5 +1,10 @@
 """Filter rules 1-3 (spec S5): reasons carry the rule and the numbers."""
 
+from typing import Any
+
+import pytest
+
+from edge_sched.codecs.kube_objects import ObjectError, pod_demand_from_object
 from edge_sched.core.filtering import FilterLimits, filter_node, term_matches
 from edge_sched.core.model import (
     Candidate,
@@ -105,3 +110,12 @@ def test_affinity_terms_are_ored() -> None:
     assert filter_node(pod(affinity_terms=terms), cand(labels={"zone": "z1"}), FilterLimits()).passed
     miss = filter_node(pod(affinity_terms=terms[:1]), cand(labels={"zone": "z1"}), FilterLimits())
     assert miss.unresolvable and "node affinity mismatch" in miss.reason
+
+
+@pytest.mark.parametrize("required", [{"nodeSelectorTerms": []}, {}])
+def test_required_affinity_without_terms_is_an_error_not_a_match_for_every_node(required: dict[str, Any]) -> None:
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}],
+           "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}}}
+    with pytest.raises(ObjectError, match="requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: "
+                                          "must have at least one term"):
+        pod_demand_from_object(pod)
