@@ -98,7 +98,7 @@ KEYS: Final[tuple[KeySpec, ...]] = (
     KeySpec("app", "name", "APP_NAME", _TEXT, "edge-scheduler",
             "Application name reported in logs and by the health endpoint."),
     KeySpec("app", "version", "APP_VERSION", _TEXT, "1.0.0",
-            "Application version string reported next to APP_NAME."),
+            "Application version label, shown as app_version next to APP_NAME (app) by the health endpoint."),
     KeySpec("app", "debug", "DEBUG", Bool(), False,
             "Debug mode: extra diagnostics in logs and error answers; keep false in production."),
     KeySpec("app", "log_level", "LOG_LEVEL", Choice(("DEBUG", "INFO", "WARNING", "ERROR")), "INFO",

@@ -22,6 +22,8 @@ STARTING, SERVING, DRAINING = "starting", "serving", "draining"
 class DaemonStatus:
     phase: str = STARTING
     kube_source: str = ""  # "" = standalone
+    app_name: str = ""  # APP_NAME and APP_VERSION: the operator's labels for this deployment
+    app_version: str = ""
     reflectors: dict[str, ReflectorStatus] = attrs.field(factory=dict)
     # More health components by name, each computed when health is asked (e.g. "load").
     probes: dict[str, Callable[[], Any]] = attrs.field(factory=dict)

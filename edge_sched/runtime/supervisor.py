@@ -92,7 +92,11 @@ def build_daemon(settings: Settings, kube_target: KubeTarget | None) -> Daemon:
         settings=settings, cache=cache, plans=plans, metrics=metrics, kube=kube, power=power, usage=usage,
         events=events,
     )
-    status = DaemonStatus(kube_source=kube_target.source if kube_target else "")
+    status = DaemonStatus(
+        kube_source=kube_target.source if kube_target else "",
+        app_name=settings.app.name,
+        app_version=settings.app.version,
+    )
     status.probes["load"] = lambda: usage.health(cache.nodes.values())
     feed = None
     if settings.resource_status.enabled:

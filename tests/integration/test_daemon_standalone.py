@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+import edge_sched
+
 from tests.cluster.daemon import EdgeSchedDaemon
 from tests.cluster.ports import free_port
 from tests.cluster.processes import minimal_env
@@ -61,6 +63,9 @@ def test_health_reports_standalone(http: httpx.Client) -> None:
     assert body["status"] == "healthy"
     assert body["mode"] == "standalone"
     assert body["components"]["kubernetes"] == "disabled"
+    # edge-sched's own version, and the operator's APP_NAME / APP_VERSION labels (seed defaults).
+    assert body["version"] == edge_sched.__version__
+    assert (body["app"], body["app_version"]) == ("edge-scheduler", "1.0.0")
 
 
 def test_filter_with_node_objects(http: httpx.Client) -> None:

@@ -16,7 +16,9 @@ def ops_blueprint(status: DaemonStatus, cache: ClusterCache) -> Blueprint:
     @bp.get("/scheduler/health")
     async def health() -> Response:
         payload = status.to_json({"cache": f"{len(cache.nodes)} nodes, {len(cache.pods)} pods"})
-        payload["version"] = __version__
+        payload["version"] = __version__  # edge-sched's own; APP_VERSION labels the deployment
+        payload["app"] = status.app_name
+        payload["app_version"] = status.app_version
         payload["mode"] = "cluster" if status.kube_source else "standalone"
         return json_response(payload, 200 if status.healthy else 503)
 
