@@ -106,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edge-sched: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "config":
+        for warning in loaded.warnings:  # e.g. a typo in .env, which the daemon would only log
+            print(f"edge-sched: warning: {warning}", file=sys.stderr)
         print(render_settings(loaded, show_sources=args.sources))
         return 0
     if args.command == "plan":

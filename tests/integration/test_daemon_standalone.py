@@ -205,6 +205,14 @@ def test_config_command_masks_secrets_and_shows_sources(tmp_path: Path) -> None:
     assert "PORT=8123" in result.stdout and "from env" in result.stdout
 
 
+def test_config_command_warns_about_a_typo_in_the_env_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("PROT=8000\n", encoding="utf-8")
+    result = _run_cli(tmp_path, "config")
+    assert result.returncode == 0
+    assert result.stderr.startswith("edge-sched: warning: ")
+    assert "unknown key PROT ignored" in result.stderr
+
+
 def test_scheduler_config_points_at_this_daemon(tmp_path: Path) -> None:
     import yaml
 
