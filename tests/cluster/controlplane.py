@@ -248,20 +248,34 @@ class ControlPlane:
         self.stop()
 
     def restart_apiserver(self, down_s: float = 0, timeout_s: float = 60) -> None:
-        """Stop kube-apiserver, wait `down_s`, start it again on the same port, wait ready.
+        """Stop kube-apiserver, wait `down_s`, start it again on the same port, wait ready."""
+        self.stop_apiserver()
+        time.sleep(down_s)
+        self.start_apiserver(timeout_s)
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver (its port then refuses connections) until `start_apiserver`.
 
         The stop is SIGTERM with 3 s grace, then SIGKILL: the server drains ordinary
         requests in milliseconds but then waits for the open watch streams of the other
         components (until their own timeouts, minutes), which no test needs to sit out.
         """
-        apiserver = self.procs["kube-apiserver"]
-        apiserver.stop(timeout_s=3)
+        self.procs["kube-apiserver"].stop(timeout_s=3)
         if self._client is not None:  # its pooled connections died with the server
             self._client.close()
             self._client = None
-        time.sleep(down_s)
-        apiserver.restart()
+
+    def start_apiserver(self, timeout_s: float = 60) -> None:
+        """Start the stopped kube-apiserver again on the same port and wait until it is ready."""
+        self.procs["kube-apiserver"].restart()
         self._wait_apiserver_ready(timeout_s)
+
+    def restart_controllers(self) -> None:
+        """Restart kube-controller-manager and kwok. After a long API server outage their
+        watches back off and new nodes stay NotReady for a minute or more; fresh
+        processes list everything again at once."""
+        for name in ("kube-controller-manager", "kwok"):
+            self.procs[name].restart()
 
     # ---------------------------------------------------------------- logs
 

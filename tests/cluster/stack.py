@@ -52,7 +52,8 @@ def start_edge_stack(
 
     Args:
         env: extra daemon settings.
-        schedulers: profile name -> nodeCacheCapable; default {"edge-scheduler": True}.
+        schedulers: profile name -> nodeCacheCapable; default {"edge-scheduler": True};
+            {} starts none (the test calls the daemon itself).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     kubeconfig = daemon_kubeconfig(cp, workdir)
@@ -61,7 +62,7 @@ def start_edge_stack(
     daemon = EdgeSchedDaemon.start(daemon_env, workdir, free_port())
     stack = EdgeStack(daemon)
     try:
-        for name, cache_capable in (schedulers or {"edge-scheduler": True}).items():
+        for name, cache_capable in (schedulers if schedulers is not None else {"edge-scheduler": True}).items():
             config = cp.scheduler_config(name, cp.admin_kubeconfig, daemon.api_url, node_cache_capable=cache_capable)
             stack.schedulers[name] = cp.start_scheduler(name, config)
     except BaseException:
