@@ -6,7 +6,8 @@
 The cluster is a fake API server in a separate process: it answers the daemon's paginated
 lists of Nodes and of assigned Pods from pre-encoded pages of objects shaped like
 kube-apiserver's (bench/objects.py: managedFields, conditions, statuses; ~2.5 KB per node,
-~3.8 KB per pod), holds watches open without events, and answers every other read with an
+~3.8 KB per pod), holds watches open without events, and answers every other read (the
+task-plan deployer's label-selected lists among them: no bench object has a plan label) with an
 empty list (404 for metrics.k8s.io). So the daemon goes through its real start-up path —
 kubeconfig, reflectors listing 500 objects a page, the cache — exactly as against a real
 cluster of that size, without the cost of creating 55,000 objects in etcd on this machine.
@@ -92,7 +93,12 @@ def serve_api(nodes: int, pods: int, port_file: Path) -> None:
                     pass
                 return
             page = int(query.get("continue", ["0"])[0]) // PAGE
-            if url.path == "/api/v1/nodes":
+            if "labelSelector" in query:
+                # The task-plan deployer's label-selected lists: no bench object carries a plan
+                # label, so a real API server answers them empty (answering every pod here once
+                # made the daemon hold 50,000 raw pods during start-up).
+                self._send(200, b'{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}')
+            elif url.path == "/api/v1/nodes":
                 self._send(200, node_pages[page])
             elif url.path == "/api/v1/pods":
                 self._send(200, pod_pages[page])
