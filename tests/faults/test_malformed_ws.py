@@ -27,7 +27,6 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
