@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_sched.core.filtering import FilterLimits, filter_node
-from edge_sched.core.ga import Budget, GAParams, evolve, local_search
+from edge_sched.core.ga import Budget, GAParams, evolve, local_search, pack_largest_first
 from edge_sched.core.load import LoadLimits
 from edge_sched.core.model import (
     Candidate,
@@ -423,3 +423,15 @@ def test_unmeasured_nodes_count_the_measured_median_in_the_batch_too() -> None:
     problem = build_problem([pod("p", 100, MI)], cands, FilterLimits())
     assert problem.nodes == ("measured", "unknown")
     assert problem.used.tolist() == [[2000.0, 2 * GI], [2000.0, 2 * GI]]
+
+
+def test_pack_largest_first_fills_the_roomiest_nodes_within_capacity() -> None:
+    def node(name: str, cpu: int) -> Candidate:
+        return Candidate(NodeInfo(name, {"cpu": cpu, "memory": 64 * GI, "pods": 110}), NodeLoad({}))
+
+    pods = [pod(f"p{i}", 1000, GI) for i in range(6)]
+    problem = build_problem(pods, [node("small", 2000), node("large", 4000), node("medium", 3000)], FilterLimits())
+    genes = pack_largest_first(problem)
+    placed = [problem.nodes[j] for j in genes]
+    assert placed.count("large") == 4 and placed.count("medium") == 2 and "small" not in placed
+    assert is_feasible(problem, genes)
