@@ -47,7 +47,8 @@ class SchedulingPlan:
             "algorithm": self.algorithm,
             "selected_node": self.selected,
             "scores": {
-                node: {"score": d.score, "value": round(d.value, 3), "components": dict(d.components)}
+                node: {"score": d.score, "value": round(d.value, 3),
+                       "components": {k: round(v, 6) for k, v in d.components.items()}}
                 for node, d in sorted(self.scores.items())
             },
             "feasible_nodes": sorted(self.feasible),
