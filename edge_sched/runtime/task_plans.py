@@ -608,9 +608,12 @@ class TaskPlanService:
                     "task plan %s: task %s attempt %d %s%s -> %s", run.name, task_id, attempt.number, result,
                     f" ({error})" if error else "", after.phase)
             if result != "succeeded" and self.events is not None:
+                # With its uid, or `kubectl describe job` does not show the event.
+                seen = self.cache_of(task).objects.get((task.namespace, attempt.object_name)) or {}
                 self.events.record(
                     ObjectRef("batch/v1" if task.kind == "job" else "apps/v1",
-                              "Job" if task.kind == "job" else "Deployment", task.namespace, attempt.object_name),
+                              "Job" if task.kind == "job" else "Deployment", task.namespace, attempt.object_name,
+                              str((seen.get("metadata") or {}).get("uid", ""))),
                     "Warning", "TaskAttemptTimedOut" if result == "timeout" else "TaskAttemptFailed",
                     f"task plan {run.name}, task {task_id}: {error}; task is now {after.phase}",
                 )

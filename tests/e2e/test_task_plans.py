@@ -226,6 +226,8 @@ def test_failing_task_is_retried_then_plan_fails_and_dependants_are_skipped(
     assert plan_event["message"] == f"task plan {name} failed: task bad failed; skipped: after-bad, then"
     (job_event,) = events(NS, last_job)
     assert (job_event["type"], job_event["reason"]) == ("Warning", "TaskAttemptFailed")
+    job = control_plane.get(f"/apis/batch/v1/namespaces/{NS}/jobs/{last_job}")
+    assert job_event["involvedObject"]["uid"] == job["metadata"]["uid"]  # what kubectl describe matches on
     assert job_event["message"].endswith("; task is now failed")
     text = httpx.get(f"http://127.0.0.1:{stack.daemon.metrics_port}/metrics", timeout=5).text
     assert metric_value(text, 'edge_sched_events_total{result="failed"}') == 0

@@ -295,6 +295,8 @@ async def test_failed_attempts_and_the_plans_end_are_kubernetes_events(autojump_
             ("Job", second, "Warning", "TaskAttemptFailed"),
             ("ConfigMap", "edge-sched-plan-p", "Warning", "PlanFailed"),
         ]
+        # Each Job's event carries its uid: `kubectl describe job` matches events by uid.
+        assert all(ref.uid.startswith("uid-") for ref, *_ in events.events), events.events
         assert events.events[0][3].startswith("task plan p, task bad: attempt 1: ")
         assert events.events[0][3].endswith("; task is now retrying")
         assert events.events[2][3] == "task plan p failed: task bad failed; skipped: after"
