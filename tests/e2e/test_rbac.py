@@ -23,8 +23,7 @@ NEEDED = [
     ("list", "", "nodes", "", ""), ("watch", "", "nodes", "", ""), ("get", "", "nodes", "", ""),
     ("list", "", "pods", "", ""), ("watch", "", "pods", "", ""), ("get", "", "pods", "", "shop"),
     ("create", "", "pods", "binding", "shop"),  # bind
-    ("create", "", "events", "", "shop"), ("patch", "", "events", "", "shop"),
-    ("create", "events.k8s.io", "events", "", "shop"),
+    ("create", "", "events", "", "shop"),
     ("create", "batch", "jobs", "", "shop"), ("delete", "batch", "jobs", "", "shop"),  # task plans
     ("watch", "batch", "jobs", "", ""),
     ("create", "apps", "deployments", "", "shop"), ("delete", "apps", "deployments", "", "shop"),
@@ -45,6 +44,7 @@ REFUSED = [
     ("create", "", "serviceaccounts", "token", NAMESPACE),
     ("impersonate", "", "serviceaccounts", "", ""),
     ("update", "batch", "jobs", "", "shop"), ("patch", "apps", "deployments", "", "shop"),
+    ("patch", "", "events", "", "shop"), ("delete", "", "events", "", "shop"),  # posted once, never edited
 ]
 
 

@@ -111,7 +111,7 @@ DAEMON_CLUSTER_PERMISSIONS: set[tuple[str, str, str]] = {
     *{("", "nodes", v) for v in ("get", "list", "watch")},
     *{("", "pods", v) for v in ("get", "list", "watch")},
     ("", "pods/binding", "create"),
-    *{(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch", "update")},
+    ("", "events", "create"),
     *{("batch", "jobs", v) for v in ("get", "list", "watch", "create", "delete")},
     *{("apps", "deployments", v) for v in ("get", "list", "watch", "create", "delete")},
     *{("metrics.k8s.io", "nodes", v) for v in ("get", "list")},
