@@ -33,3 +33,7 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level)
     # Per-request access lines would drown the decisions worth reading.
     logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    # So would one INFO line per Kubernetes or Prometheus call (every poll, bind and event);
+    # LOG_LEVEL=DEBUG shows them.
+    for client in ("httpx", "httpcore"):
+        logging.getLogger(client).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
