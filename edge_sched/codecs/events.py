@@ -35,15 +35,6 @@ def pod_ref(namespace: str, name: str, uid: str) -> ObjectRef:
     return ObjectRef("v1", "Pod", namespace, name, uid)
 
 
-def ref_of(obj: dict[str, Any]) -> ObjectRef:
-    """The reference to a Kubernetes object as the API server returned it."""
-    meta = obj.get("metadata") or {}
-    return ObjectRef(
-        str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
-        str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", "")),
-    )
-
-
 def event_object(
     ref: ObjectRef, event_type: EventType, reason: str, message: str, *, at: float, instance: str
 ) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_sched.codecs.events import MAX_MESSAGE_CHARS, event_object, pod_ref, ref_of
+from edge_sched.codecs.events import MAX_MESSAGE_CHARS, ObjectRef, event_object, pod_ref
 
 AT = 1_764_835_200.25  # 2025-12-04T08:00:00.25Z
 
@@ -32,7 +32,6 @@ def test_long_names_and_messages_are_cut_to_what_the_api_accepts() -> None:
     assert event["message"].endswith("…")
 
 
-def test_ref_of_an_api_object_without_uid() -> None:
-    obj = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": "ns", "name": "j"}}
-    event = event_object(ref_of(obj), "Warning", "TaskAttemptFailed", "m", at=AT, instance="h")
+def test_an_object_without_uid_is_named_without_one() -> None:
+    event = event_object(ObjectRef("batch/v1", "Job", "ns", "j"), "Warning", "TaskAttemptFailed", "m", at=AT, instance="h")
     assert event["involvedObject"] == {"apiVersion": "batch/v1", "kind": "Job", "namespace": "ns", "name": "j"}
