@@ -168,11 +168,17 @@ async def test_broadcast_cadence(daemon: EdgeSchedDaemon) -> None:
             stamps.append(frame["timestamp"])
             arrivals.append(time.time())
             assert set(frame["nodes"]) == {"node-a", "node-b"}
+    # Judged on medians: one frame held up by a busy CI machine must not fail the test,
+    # while a wrong period, a drifting schedule or frames queued for a period would.
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    assert all(abs(g - INTERVAL_S) < 0.08 for g in gaps), gaps
-    # A fixed schedule, not sleep-after-work: no drift over 15 intervals.
-    assert abs((stamps[-1] - stamps[0]) - 15 * INTERVAL_S) < 0.08
-    assert max(a - s for a, s in zip(arrivals, stamps)) < 0.1  # delivered at once
+    assert abs(statistics.median(gaps) - INTERVAL_S) < 0.02, gaps
+    # A fixed schedule, not sleep-after-work: a late frame does not push back the ones after
+    # it, so the offsets from the schedule do not grow over 15 intervals.
+    offsets = [s - stamps[0] - k * INTERVAL_S for k, s in enumerate(stamps)]
+    assert abs(statistics.median(offsets[-5:]) - statistics.median(offsets[1:6])) < 0.02, offsets
+    latencies = [a - s for a, s in zip(arrivals, stamps)]
+    assert statistics.median(latencies) < 0.05, latencies  # delivered at once
+    assert max(latencies) < 5 * INTERVAL_S, latencies  # none queued behind later frames
 
 
 # -- limits -------------------------------------------------------------------------------
