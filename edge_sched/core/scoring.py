@@ -101,12 +101,19 @@ def score_node(
 
 
 def score_nodes(
-    pod: PodDemand, candidates: Iterable[Candidate], weights: ScoreWeights
+    pod: PodDemand, candidates: Iterable[Candidate], weights: ScoreWeights, neutral: NeutralUsage | None = None
 ) -> list[NodeScore]:
-    """Every candidate's score; unmeasured ones with the others' median usage (NeutralUsage)."""
+    """Every candidate's score; unmeasured ones with the others' median usage (NeutralUsage,
+    by default of these candidates; pass it when scoring part of a call's candidates)."""
     cands = list(candidates)
-    neutral = NeutralUsage.of(cands)
+    if neutral is None:
+        neutral = NeutralUsage.of(cands)
     return [score_node(pod, c, weights, neutral) for c in cands]
+
+
+def is_measured(cand: Candidate) -> bool:
+    """Both utilisations known: the node's score does not depend on the other candidates."""
+    return cand.cpu_usage is not None and cand.memory_usage is not None
 
 
 def to_extender_scores(values: Mapping[str, float]) -> dict[str, int]:

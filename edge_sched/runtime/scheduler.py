@@ -26,7 +26,7 @@ from edge_sched.codecs.task_objects import PLANNED_NODE_ANNOTATION, planned_node
 from edge_sched.core.filtering import FilterLimits, filter_node
 from edge_sched.core.load import LoadLimits, NodeUsage
 from edge_sched.core.model import Candidate, NodeInfo, NodeLoad, PlacedPod, PodDemand
-from edge_sched.core.power import NodePower, blend, power_terms, unjudged_types, with_power_demand
+from edge_sched.core.power import NodePower, blend, power_terms, with_power_demand
 from edge_sched.core.scoring import (
     NodeScore,
     ScoreWeights,
@@ -35,6 +35,7 @@ from edge_sched.core.scoring import (
     to_extender_scores,
 )
 from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
+from edge_sched.runtime.candidates import CandidateCache, ScoreCache, VerdictCache, judge
 from edge_sched.runtime.cluster import ClusterCache
 from edge_sched.runtime.events import EventRecorder
 from edge_sched.runtime.metrics import Metrics
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 UNKNOWN_NODE_NOTE = "not in edge-sched's node cache; passed unchecked"
 RECENT_DECISIONS = 500
+# Deleted nodes' reusable entries are dropped once this many have piled up.
+FORGET_SLACK = 64
 
 
 @attrs.frozen
@@ -79,6 +82,9 @@ class Gathered:
     candidates: list[Candidate]
     invalid: dict[str, str]  # node -> why its object could not be used
     unknown: list[str]  # NodeNames the cache does not know
+    # Candidates of cached nodes (NodeNames), whose per-node work can be reused across
+    # calls; False for node objects sent in the call (new objects every time).
+    reusable: bool = True
 
 
 @attrs.define(eq=False)
@@ -93,12 +99,16 @@ class Scheduler:
     usage: UsageStore | None = None  # live node usage (S7); None: requests only
     events: EventRecorder | None = None  # Kubernetes Events (S4); None: standalone
     recent: deque[Decision] = attrs.field(factory=lambda: deque(maxlen=RECENT_DECISIONS))
+    _candidates: CandidateCache = attrs.field(factory=CandidateCache)
+    _verdicts: VerdictCache = attrs.field(factory=VerdictCache)
+    _scores: ScoreCache = attrs.field(factory=ScoreCache)
 
     # -- inputs --------------------------------------------------------------
     def gather(self, args: wire.ExtenderArgs, *, with_power: bool = False) -> Gathered:
         """The candidates of a call with their load and live usage (and, `with_power`,
-        their fresh computing-power entries), each built in one step: per-node cost is
-        what bounds a verb at 5,000 nodes."""
+        their fresh computing-power entries). Per-node cost is what bounds a verb at 5,000
+        nodes: cached nodes' candidates are reused while unchanged (runtime/candidates.py);
+        node objects sent in the call are new each time and built afresh."""
         candidates: list[Candidate] = []
         invalid: dict[str, str] = {}
         unknown: list[str] = []
@@ -113,14 +123,28 @@ class Scheduler:
                     invalid[name or "?"] = f"invalid node object: {exc}"
                     continue
                 candidates.append(self._candidate(node, usage_of, power_of))
-        else:
-            nodes = self.cache.nodes
-            for name in args.node_names or ():
-                known = nodes.get(name)
-                if known is None:
-                    unknown.append(name)
-                else:
-                    candidates.append(self._candidate(known, usage_of, power_of))
+            return Gathered(candidates, invalid, unknown, reusable=False)
+        nodes = self.cache.nodes
+        load_of = self.cache.load
+        reuse = self._candidates.candidate
+        for name in args.node_names or ():
+            known = nodes.get(name)
+            if known is None:
+                unknown.append(name)
+                continue
+            candidates.append(
+                reuse(
+                    known,
+                    load_of(name),
+                    usage_of(known) if usage_of is not None else None,
+                    power_of(name) if power_of is not None else None,
+                )
+            )
+        if len(self._candidates) > len(nodes) + FORGET_SLACK:
+            names = set(nodes)
+            self._candidates.forget(names)
+            self._verdicts.forget(names)
+            self._scores.forget(names)
         return Gathered(candidates, invalid, unknown)
 
     @property
@@ -168,18 +192,24 @@ class Scheduler:
         passed: list[str] = list(gathered.unknown)
         failed: dict[str, str] = dict(gathered.invalid)
         unresolvable: dict[str, str] = {}
+        unjudged: dict[str, list[str]] = {}
         limits = self.limits
-        for cand in gathered.candidates:
-            verdict = filter_node(pod, cand, limits)
+        if gathered.reusable:
+            judgements = self._verdicts.judge(pod, gathered.candidates, limits)
+        else:
+            judgements = [judge(pod, c, limits) for c in gathered.candidates]
+        for judged in judgements:
+            verdict = judged.verdict
             if verdict.passed:
-                passed.append(cand.name)
+                passed.append(verdict.node)
+                if judged.unjudged:
+                    unjudged.setdefault(judged.unjudged, []).append(verdict.node)
             elif verdict.unresolvable:
-                unresolvable[cand.name] = verdict.reason
+                unresolvable[verdict.node] = verdict.reason
             else:
-                failed[cand.name] = verdict.reason
+                failed[verdict.node] = verdict.reason
         notes = tuple(f"{name}: {UNKNOWN_NODE_NOTE}" for name in gathered.unknown)
-        passed_set = set(passed)
-        notes += _power_notes(pod, [c for c in gathered.candidates if c.name in passed_set])
+        notes += _power_notes(pod, unjudged)
         self.plans.record_filter(pod, frozenset(passed), notes)
         return wire.filter_result(args, passed, failed, unresolvable)
 
@@ -222,10 +252,15 @@ class Scheduler:
             expires_at=now + self.settings.scheduler.plan_expiration_s,
         )
 
+    def _resource_scores(self, pod: PodDemand, gathered: Gathered, weights: ScoreWeights) -> list[NodeScore]:
+        if not gathered.reusable:
+            return score_nodes(pod, gathered.candidates, weights)
+        return self._scores.scores(pod, gathered.candidates, weights)
+
     def _score(self, pod: PodDemand, gathered: Gathered, planned: SchedulingPlan | None) -> dict[str, ScoreDetail]:
         opt = self.settings.optimizer
         weights = ScoreWeights(cpu=opt.weight_cpu, memory=opt.weight_memory)
-        node_scores = self._blend_power(pod, gathered.candidates, score_nodes(pod, gathered.candidates, weights))
+        node_scores = self._blend_power(pod, gathered.candidates, self._resource_scores(pod, gathered, weights))
         values = {s.node: s.value for s in node_scores}
         ints = to_extender_scores(values)
         details = {
@@ -447,18 +482,14 @@ class Scheduler:
         return wire.preemption_result(keep)
 
 
-def _power_notes(pod: PodDemand, passed: list[Candidate]) -> tuple[str, ...]:
-    """Plan notes for rule 5: the demand and where it came from, and the nodes it could
-    not judge (no fresh report of a needed type), grouped so 5,000 nodes make few lines."""
+def _power_notes(pod: PodDemand, unjudged: dict[str, list[str]]) -> tuple[str, ...]:
+    """Plan notes for rule 5: the demand and where it came from, and the nodes that passed
+    without being judged (`unjudged`: needed types without a fresh report -> nodes), grouped
+    so 5,000 nodes make few lines."""
     demand = pod.power_demand
     if demand is None:
         return ()
     notes = [f"power demand: {demand.describe()}"]
-    unjudged: dict[str, list[str]] = {}
-    for cand in passed:
-        missing = unjudged_types(demand, cand.power)
-        if missing:
-            unjudged.setdefault("/".join(k.label for k in missing), []).append(cand.name)
     for kinds, names in sorted(unjudged.items()):
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
         notes.append(f"rule 5 not applied (no fresh {kinds} power report), passed: {shown}")

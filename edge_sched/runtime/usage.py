@@ -16,7 +16,6 @@ Also kept here: the pods edge-sched placed recently, for hot-spot damping
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -93,6 +92,17 @@ class ReportUsage:
         return Reading(value, self.now) if value is not None else None
 
 
+@attrs.frozen
+class _Resolved:
+    """A node's resolved usage, kept while nothing it was resolved from changes (`reader`)."""
+
+    node: NodeInfo
+    placements: list[Placement] | None
+    epoch: int
+    oldest: float  # store clock: when its oldest reading was observed
+    max_age_s: float  # that reading's source's freshness limit
+
+
 @attrs.define(eq=False)
 class UsageStore:
     """Live usage by source; read by the verbs, written by the pollers.
@@ -107,6 +117,13 @@ class UsageStore:
     _sources: dict[str, SourceState] = attrs.field(factory=dict)
     _providers: dict[str, Callable[[], UsageSource | None]] = attrs.field(factory=dict)
     _placements: dict[str, list[Placement]] = attrs.field(factory=dict)
+    # node -> (how it was resolved, the answer); see `reader`.
+    _resolved: dict[str, tuple[_Resolved, NodeUsage]] = attrs.field(factory=dict)
+    _epoch: int = 0  # bumped whenever any source's readings or the source list change
+
+    def _sources_changed(self) -> None:
+        self._epoch += 1
+        self._resolved.clear()
 
     # -- writers -----------------------------------------------------------------------
     def enable(self, source: str, max_age_s: float) -> None:
@@ -120,10 +137,12 @@ class UsageStore:
         else:
             state.max_age_s = max_age_s
             state.changed()
+        self._sources_changed()
 
     def attach(self, source: str, provider: Callable[[], UsageSource | None]) -> None:
         """Read a source through `provider` at decision time instead of a poller."""
         self._providers[source] = provider
+        self._sources_changed()
 
     def attach_reports(self, usage_of: Callable[[str], tuple[float | None, float | None]]) -> None:
         """Use the CPU/memory load of fresh UDP computing-power reports (`PowerStore.usage`)
@@ -135,6 +154,7 @@ class UsageStore:
         state = self._sources[source]
         state.readings[resource] = readings
         state.changed()
+        self._sources_changed()
         state.last_ok_at = self.clock()
         state.errors.pop(resource, None)
         state.errors.pop("", None)
@@ -194,9 +214,47 @@ class UsageStore:
         return damp(resolved, node, placements, self.damping_settle_s)
 
     def reader(self) -> Callable[[NodeInfo], NodeUsage]:
-        """`usage` for the many nodes of one call: the sources and the clock are read once
-        (the clock per node was a measurable share of a verb at 5,000 nodes)."""
-        return functools.partial(self.usage, snapshots=self.snapshots(), now=self.clock())
+        """`usage` for the many nodes of one call: the sources and the clock are read once,
+        and a node's answer is reused from earlier calls while it still holds.
+
+        It holds while no polled source published, the node object and its recent
+        placements are the same, and the readings it used are still fresh (a stale reading
+        never becomes fresh again, so time alone can only end it). Only answers from a
+        polled source that no attached source precedes are kept: attached sources (UDP
+        reports, the status feed) change without telling the store, so nodes resolved
+        through them, or to requests only, are resolved anew on every call. Resolution was
+        a quarter of a verb's time at 1,000 nodes (docs/benchmarks.md).
+        """
+        snapshots = self.snapshots()
+        now = self.clock()
+        epoch = self._epoch
+        polled: dict[str, float] = {}  # the leading polled sources -> their freshness limit
+        for snap in snapshots:
+            if not isinstance(snap, SourceReadings):
+                break
+            polled[snap.source] = snap.max_age_s
+        kept = self._resolved
+
+        def read(node: NodeInfo) -> NodeUsage:
+            placements = self._placements.get(node.name)
+            hit = kept.get(node.name)
+            if hit is not None:
+                how, answer = hit
+                if (
+                    how.node is node
+                    and how.placements is placements
+                    and how.epoch == epoch
+                    and now - how.oldest <= how.max_age_s  # resolve_usage's own test
+                ):
+                    return answer
+            answer = self.usage(node, snapshots, now)
+            max_age = polled.get(answer.source)
+            if max_age is not None and epoch == self._epoch:
+                oldest = min(answer.observed_at.values())
+                kept[node.name] = (_Resolved(node, placements, epoch, oldest, max_age), answer)
+            return answer
+
+        return read
 
     def sources_by_node(self, nodes: Iterable[NodeInfo]) -> dict[str, str]:
         """node -> the source its decisions use now."""

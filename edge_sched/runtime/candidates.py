@@ -1,0 +1,173 @@
+"""Per-node work the verbs can reuse from one call to the next (docs/benchmarks.md).
+
+kube-scheduler sends the same nodes for pod after pod, and between two calls only a few
+nodes change. Everything a filter verdict depends on is an immutable object: the node
+record, its load snapshot, its resolved usage and its fresh power entries (each store
+hands out the *same* object while nothing behind it changed). So:
+
+- `CandidateCache` reuses a node's `Candidate` while those four objects are the same ones;
+- `VerdictCache` reuses a node's verdict for pods of the same shape (what rules 1-5 read
+  of a pod) while the node's `Candidate` is the same object;
+- `ScoreCache` does the same for the resource score of nodes whose usage is measured (an
+  unmeasured node's score depends on the other candidates of the call).
+
+Reuse is by identity, never by a version counter that a writer could forget to bump; an
+object held here cannot be freed, so its identity cannot be taken by another.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+import attrs
+
+from edge_sched.core.filtering import FilterLimits, Verdict, filter_node
+from edge_sched.core.load import NodeUsage
+from edge_sched.core.model import CPU, MEMORY, Candidate, NodeInfo, NodeLoad, PodDemand
+from edge_sched.core.power import NodePower, unjudged_types
+from edge_sched.core.scoring import NeutralUsage, NodeScore, ScoreWeights, is_measured, score_nodes
+
+# Pod shapes whose verdicts (and scores) are kept (least recently used dropped): a workload's pods share
+# one shape, so a handful covers a stream of pods; each holds one entry per node.
+VERDICT_SHAPES = 16
+
+
+@attrs.define(eq=False)
+class CandidateCache:
+    _kept: dict[str, tuple[NodeLoad, NodeUsage | None, NodePower | None, Candidate]] = attrs.field(factory=dict)
+
+    def candidate(self, node: NodeInfo, load: NodeLoad, usage: NodeUsage | None, power: NodePower | None) -> Candidate:
+        hit = self._kept.get(node.name)
+        if hit is not None:
+            k_load, k_usage, k_power, cand = hit
+            if cand.node is node and k_load is load and k_usage is usage and k_power is power:
+                return cand
+        if usage is None:
+            cand = Candidate(node=node, load=load, power=power)
+        else:
+            cand = Candidate(
+                node=node,
+                load=load,
+                cpu_usage=usage.cpu,
+                memory_usage=usage.memory,
+                usage_source=usage.source,
+                usage_note=usage.note,
+                power=power,
+            )
+        self._kept[node.name] = (load, usage, power, cand)
+        return cand
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def forget(self, names: set[str]) -> None:
+        """Keep only `names` (nodes deleted from the cluster would never match again)."""
+        for name in [n for n in self._kept if n not in names]:
+            del self._kept[name]
+
+
+def pod_shape(pod: PodDemand, limits: FilterLimits) -> Hashable:
+    """What rules 1-5 read of a pod, with the limits they apply: equal shapes, equal verdicts."""
+    return (
+        frozenset(pod.requests.items()),
+        frozenset(pod.node_selector.items()),
+        pod.affinity_terms,
+        pod.power_demand,
+        limits,
+    )
+
+
+@attrs.frozen
+class Judged:
+    verdict: Verdict
+    # Needed power types the node has no fresh report of (rule 5 could not judge), for the
+    # plan's notes, joined with "/"; empty when there are none or the node failed.
+    unjudged: str = ""
+
+
+def judge(pod: PodDemand, cand: Candidate, limits: FilterLimits) -> Judged:
+    verdict = filter_node(pod, cand, limits)
+    unjudged = ""
+    if pod.power_demand is not None and verdict.passed:
+        unjudged = "/".join(k.label for k in unjudged_types(pod.power_demand, cand.power))
+    return Judged(verdict, unjudged)
+
+
+@attrs.define(eq=False)
+class VerdictCache:
+    shapes: int = VERDICT_SHAPES
+    _by_shape: OrderedDict[Hashable, dict[str, tuple[Candidate, Judged]]] = attrs.field(factory=OrderedDict)
+
+    def judge(self, pod: PodDemand, candidates: list[Candidate], limits: FilterLimits) -> list[Judged]:
+        """`judge` every candidate, reusing the answer where the candidate is unchanged.
+
+        Only for candidates from `CandidateCache` (node objects sent in a call are new
+        objects every time and would only fill the cache)."""
+        kept = _shape_entry(self._by_shape, pod_shape(pod, limits), self.shapes)
+        out: list[Judged] = []
+        for cand in candidates:
+            hit = kept.get(cand.node.name)
+            if hit is not None and hit[0] is cand:
+                out.append(hit[1])
+                continue
+            judged = judge(pod, cand, limits)
+            kept[cand.node.name] = (cand, judged)
+            out.append(judged)
+        return out
+
+    def forget(self, names: set[str]) -> None:
+        """Keep only `names`, as `CandidateCache.forget`."""
+        _forget(self._by_shape, names)
+
+
+@attrs.define(eq=False)
+class ScoreCache:
+    shapes: int = VERDICT_SHAPES
+    _by_shape: OrderedDict[Hashable, dict[str, tuple[Candidate, NodeScore]]] = attrs.field(factory=OrderedDict)
+
+    def scores(self, pod: PodDemand, candidates: list[Candidate], weights: ScoreWeights) -> list[NodeScore]:
+        """`score_nodes` of the candidates, reusing measured nodes' unchanged scores."""
+        kept = _shape_entry(self._by_shape, (pod.requests.get(CPU, 0), pod.requests.get(MEMORY, 0), weights), self.shapes)
+        out: list[NodeScore | None] = []
+        misses: list[Candidate] = []
+        for cand in candidates:
+            hit = kept.get(cand.node.name)
+            if hit is not None and hit[0] is cand:
+                out.append(hit[1])
+            else:
+                out.append(None)
+                misses.append(cand)
+        if not misses:
+            return out  # type: ignore[return-value]
+        neutral = NeutralUsage.of(candidates) if not all(map(is_measured, misses)) else NeutralUsage()
+        fresh = iter(score_nodes(pod, misses, weights, neutral))
+        for i, cand in enumerate(candidates):
+            if out[i] is None:
+                score = out[i] = next(fresh)
+                if is_measured(cand):
+                    kept[cand.node.name] = (cand, score)
+        return out  # type: ignore[return-value]
+
+    def forget(self, names: set[str]) -> None:
+        """Keep only `names`, as `CandidateCache.forget`."""
+        _forget(self._by_shape, names)
+
+
+def _shape_entry(by_shape: OrderedDict[Hashable, dict[str, Any]], shape: Hashable, limit: int) -> dict[str, Any]:
+    """The entries kept for `shape` (new and empty if it had none), most recently used last."""
+    kept = by_shape.get(shape)
+    if kept is None:
+        kept = by_shape[shape] = {}
+        while len(by_shape) > limit:
+            by_shape.popitem(last=False)
+    else:
+        by_shape.move_to_end(shape)
+    return kept
+
+
+def _forget(by_shape: OrderedDict[Hashable, dict[str, Any]], names: set[str]) -> None:
+    for kept in by_shape.values():
+        for name in [n for n in kept if n not in names]:
+            del kept[name]
