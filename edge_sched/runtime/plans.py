@@ -12,7 +12,7 @@ batch plan into the plan it stores (`prefer_planned`), which bind then follows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -27,6 +27,71 @@ class ScoreDetail:
     score: int  # 0..10, what kube-scheduler was told
     value: float  # 0..100, the exact score
     components: Mapping[str, float] = attrs.field(factory=dict)
+
+
+class ScoreTable(Mapping[str, ScoreDetail]):
+    """One prioritize call's scores as columns, read as node -> ScoreDetail.
+
+    A plan is kept until bind uses it; as 1,000 `ScoreDetail`s with their component dicts
+    it was thousands of objects for the garbage collector to walk on every full
+    collection, which made prioritize's p99 at 1,000 nodes 70 ms (docs/benchmarks.md).
+    Here it is a few lists; a `ScoreDetail` is built only when one is read.
+    """
+
+    __slots__ = ("_names", "_scores", "_values", "_components", "_index")
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        scores: Sequence[int],
+        values: Sequence[float],
+        components: Mapping[str, Sequence[float]],
+    ) -> None:
+        self._names = tuple(names)
+        self._scores = tuple(scores)
+        self._values = tuple(values)
+        self._components = {k: tuple(v) for k, v in components.items()}
+        self._index: dict[str, int] | None = None
+
+    def _position(self, node: str) -> int | None:
+        if self._index is None:
+            self._index = {n: i for i, n in enumerate(self._names)}
+        return self._index.get(node)
+
+    def __getitem__(self, node: str) -> ScoreDetail:
+        i = self._position(node)
+        if i is None:
+            raise KeyError(node)
+        return ScoreDetail(self._scores[i], self._values[i], {k: v[i] for k, v in self._components.items()})
+
+    def __contains__(self, node: object) -> bool:
+        return isinstance(node, str) and self._position(node) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._position_map())
+
+    def __len__(self) -> int:
+        return len(self._position_map())
+
+    def _position_map(self) -> dict[str, int]:
+        self._position("")
+        assert self._index is not None
+        return self._index
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def scores(self) -> tuple[int, ...]:
+        return self._scores
+
+    def extender_scores(self) -> dict[str, int]:
+        """node -> the 0..10 score kube-scheduler is told."""
+        return dict(zip(self._names, self._scores))
+
+    def with_scores(self, scores: Sequence[int]) -> ScoreTable:
+        return ScoreTable(self._names, scores, self._values, self._components)
 
 
 @attrs.frozen
@@ -141,8 +206,8 @@ class PlanStore:
 
 
 def prefer_planned(
-    details: Mapping[str, ScoreDetail], batch: SchedulingPlan | None, feasible: frozenset[str]
-) -> tuple[dict[str, ScoreDetail], SchedulingPlan | None]:
+    table: ScoreTable, batch: SchedulingPlan | None, feasible: frozenset[str]
+) -> tuple[ScoreTable, SchedulingPlan | None]:
     """Prioritize's scores with a batch plan applied (spec S5).
 
     When `batch` assigns the pod to a node that is scored and passed filter, that node
@@ -150,10 +215,10 @@ def prefer_planned(
     the plan unless its in-tree scores outweigh ours (bind follows the plan either way).
     Returns the scores and the batch plan when it applies, else None.
     """
-    out = dict(details)
-    if batch is None or batch.selected not in out or batch.selected not in feasible:
-        return out, None
-    for node, detail in out.items():
-        score = MAX_SCORE if node == batch.selected else min(detail.score, MAX_SCORE - 1)
-        out[node] = attrs.evolve(detail, score=score)
-    return out, batch
+    if batch is None or batch.selected not in table or batch.selected not in feasible:
+        return table, None
+    scores = [
+        MAX_SCORE if node == batch.selected else min(score, MAX_SCORE - 1)
+        for node, score in zip(table.names, table.scores)
+    ]
+    return table.with_scores(scores), batch

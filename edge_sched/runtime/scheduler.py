@@ -42,7 +42,7 @@ from edge_sched.runtime.metrics import Metrics
 from edge_sched.runtime.plans import (
     PlanStore,
     SchedulingPlan,
-    ScoreDetail,
+    ScoreTable,
     prefer_planned,
 )
 from edge_sched.runtime.power import PowerService
@@ -228,9 +228,8 @@ class Scheduler:
         pod, with_power = await self._with_power(args, pod, rule5=False)
         gathered = self.gather(args, with_power=with_power)
         names = [c.name for c in gathered.candidates] + list(gathered.invalid) + gathered.unknown
-        details = self._score(pod, gathered, self._planned(pod, args.pod))
-        scores = {n: details[n].score if n in details else 0 for n in names}
-        return wire.host_priority_list(scores)
+        scored = self._score(pod, gathered, self._planned(pod, args.pod)).extender_scores()
+        return wire.host_priority_list({n: scored.get(n, 0) for n in names})
 
     def _planned(self, pod: PodDemand, pod_object: Any) -> SchedulingPlan | None:
         """The joint placement this pod should follow (S10): a batch plan made for it, else
@@ -257,22 +256,31 @@ class Scheduler:
             return score_nodes(pod, gathered.candidates, weights)
         return self._scores.scores(pod, gathered.candidates, weights)
 
-    def _score(self, pod: PodDemand, gathered: Gathered, planned: SchedulingPlan | None) -> dict[str, ScoreDetail]:
+    def _score(self, pod: PodDemand, gathered: Gathered, planned: SchedulingPlan | None) -> ScoreTable:
         opt = self.settings.optimizer
         weights = ScoreWeights(cpu=opt.weight_cpu, memory=opt.weight_memory)
-        node_scores = self._blend_power(pod, gathered.candidates, self._resource_scores(pod, gathered, weights))
-        values = {s.node: s.value for s in node_scores}
-        ints = to_extender_scores(values)
-        details = {
-            s.node: ScoreDetail(ints[s.node], s.value, s.components) for s in node_scores
+        resource = self._resource_scores(pod, gathered, weights)
+        names = [s.node for s in resource]
+        components = {
+            "cpu_free": [s.components["cpu_free"] for s in resource],
+            "memory_free": [s.components["memory_free"] for s in resource],
         }
+        terms = self._power_terms(pod, gathered.candidates)
+        if terms:
+            power = components["power"] = [terms[n] for n in names]
+            values = [blend(s.value, t) for s, t in zip(resource, power)]
+        else:
+            values = [s.value for s in resource]
+        by_node = dict(zip(names, values))
+        ints = to_extender_scores(by_node)
+        table = ScoreTable(names, [ints[n] for n in names], values, components)
         outcome = self.plans.filter_outcome(pod)
-        feasible = outcome.feasible if outcome is not None else frozenset(values)
+        feasible = outcome.feasible if outcome is not None else frozenset(by_node)
         notes = outcome.notes if outcome is not None else ()
         now = self.wall_clock()
-        selected = best_node({n: v for n, v in values.items() if n in feasible})
+        selected = best_node({n: v for n, v in by_node.items() if n in feasible})
         # A joint placement (S10) that puts this pod on a node that passed filter: that node scores 10.
-        details, batch = prefer_planned(details, planned, feasible)
+        table, batch = prefer_planned(table, planned, feasible)
         if batch is not None:
             selected, notes = batch.selected, notes + batch.notes
         self.plans.put(
@@ -280,14 +288,14 @@ class Scheduler:
                 pod=pod,
                 algorithm=batch.algorithm if batch is not None else opt.algorithm,
                 selected=selected,
-                scores=details,
+                scores=table,
                 feasible=feasible,
                 notes=notes,
                 created_at=now,
                 expires_at=now + self.settings.scheduler.plan_expiration_s,
             )
         )
-        return details
+        return table
 
     # -- computing power (S6) -------------------------------------------------
     async def _with_power(
@@ -305,22 +313,16 @@ class Scheduler:
         demand = await self.power.demand(args.pod, pod)
         return with_power_demand(pod, demand), True
 
-    def _blend_power(self, pod: PodDemand, candidates: list[Candidate], scores: list[NodeScore]) -> list[NodeScore]:
-        """Blend the power term (S5) into the resource scores when there is one."""
+    def _power_terms(self, pod: PodDemand, candidates: list[Candidate]) -> dict[str, float]:
+        """The score's power term per node (S5); {} when there is none to blend in."""
         if pod.power_demand is None or self.power is None:
-            return scores
-        terms = power_terms(
+            return {}
+        return power_terms(
             pod.power_demand,
             candidates,
             self.power.weights,
             gpu_preference=self.settings.scheduler.enable_gpu_scheduling,
         )
-        if not terms:
-            return scores
-        return [
-            NodeScore(s.node, blend(s.value, terms[s.node]), {**s.components, "power": terms[s.node]})
-            for s in scores
-        ]
 
     # -- bind ----------------------------------------------------------------
     def _choices(self, args: wire.BindingArgs, plan: SchedulingPlan | None) -> list[str]:
