@@ -62,7 +62,7 @@ def _serve(nodes: int, pods_per_node: int, echo_port: int, prom_port: int) -> No
     from edge_sched.core.power import ComputeType, HostPower, PowerReport, PowerUnit
     from edge_sched.logs import configure_logging
     from edge_sched.runtime.cluster import NodeSink, PodSink
-    from edge_sched.runtime.supervisor import _hypercorn_config, run_daemon
+    from edge_sched.runtime.supervisor import _hypercorn_config, run_daemon, settle_heap
     from edge_sched.settings import load_settings
 
     settings = load_settings(None).settings
@@ -114,6 +114,7 @@ def _serve(nodes: int, pods_per_node: int, echo_port: int, prom_port: int) -> No
                     for i in range(start, min(nodes, start + 10))
                 )
                 power.store.apply(PowerReport(start, hosts))
+            settle_heap()  # as `edge-sched run` does once its cache has synced
             echo_cfg = _hypercorn_config(settings, echo_port, tls=False)
             await nursery.start(partial(serve, echo, echo_cfg, shutdown_trigger=trio.sleep_forever))
             # Wait for the first Prometheus poll to land.

@@ -396,23 +396,21 @@ def power_terms(
     free power there). Returns {} when no term applies (no needed type is reported by
     any candidate), so the score is then the resource score alone.
     """
-    reported = {k for c in candidates if c.power is not None for k in c.power.entries}
+    powers = [c.power for c in candidates]
+    reported: set[ComputeType] = set().union(*(p.entries for p in powers if p is not None))
     w = term_weights(demand, reported, weights, gpu_preference=gpu_preference)
     if not w:
         return {}
-    best = {
-        k: max((c.power.available(k) or 0.0) if c.power is not None else 0.0 for c in candidates)
-        for k in w
-    }
-    terms: dict[str, float] = {}
-    for cand in candidates:
-        total = 0.0
-        for kind, weight in w.items():
-            avail = cand.power.available(kind) if cand.power is not None else None
-            if avail is not None and best[kind] > 0:
-                total += weight * max(0.0, avail) / best[kind]
-        terms[cand.name] = min(1.0, max(0.0, total))
-    return terms
+    totals = [0.0] * len(powers)
+    for kind, weight in w.items():  # one pass per type, each node's availability read once
+        avail = [p.available(kind) if p is not None else None for p in powers]
+        best = max(a or 0.0 for a in avail)
+        if best <= 0:
+            continue
+        for i, a in enumerate(avail):
+            if a is not None:
+                totals[i] += weight * max(0.0, a) / best
+    return {c.name: min(1.0, max(0.0, t)) for c, t in zip(candidates, totals)}
 
 
 def blend(resource_value: float, power_term: float | None) -> float:

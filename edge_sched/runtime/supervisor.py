@@ -10,6 +10,7 @@ everything else is cancelled and the process exits 0.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -168,6 +169,19 @@ async def _watch_signals(shutdown: trio.Event, status: DaemonStatus, root: trio.
             return
 
 
+def settle_heap() -> None:
+    """Take everything alive now out of the garbage collector's full collections (gc.freeze).
+
+    Run once, when the cache has first synced: the nodes and pods listed then (at 5,000
+    nodes and 50,000 pods, most of the heap) would otherwise be walked by every full
+    collection, a pause of 100 ms and more in the middle of a verb (docs/benchmarks.md).
+    They are acyclic records, freed by reference counting when replaced; only a garbage
+    cycle among the frozen objects would outlive its use, and those records form none.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def _mark_serving(daemon: Daemon) -> None:
     if daemon.kube is not None:
         with trio.move_on_after(STARTUP_SYNC_GRACE_S):
@@ -175,6 +189,8 @@ async def _mark_serving(daemon: Daemon) -> None:
                 await daemon.cache.wait_changed()
         if not daemon.cache.synced:
             log.warning("cache not synced after %.0fs; serving anyway", STARTUP_SYNC_GRACE_S)
+        else:
+            settle_heap()
     daemon.status.phase = SERVING
     sd_notify("READY=1")
     log.info("serving (%s)", daemon.status.kubernetes())
