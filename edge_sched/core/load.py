@@ -33,7 +33,7 @@ import functools
 import ipaddress
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import attrs
 
@@ -139,7 +139,7 @@ class SeriesIndex:
     def lookup(self, node: NodeInfo) -> Reading | None:
         """The node's reading by the best rule that finds one (module docstring)."""
         by_rule = self.by_node_label.get(node.name) or self.by_instance_host.get(node.name)
-        if by_rule is not None:
+        if by_rule is not None or not self.by_ip:  # no address index: nothing left to try
             return by_rule
         by_address = [r for ip in _ips(node) if (r := self.by_ip.get(ip)) is not None]
         return max(by_address, key=lambda r: r.value, default=None)
@@ -321,6 +321,11 @@ class NodeUsage:
     note: str = ""
 
 
+# The answer for a node no source has any reading for: one object, so that a candidate
+# built from it is recognised as unchanged from call to call (runtime/candidates.py).
+NO_LIVE_USAGE: Final = NodeUsage(REQUESTS, note="no live usage")
+
+
 def resolve_usage(node: NodeInfo, sources: Sequence[UsageSource], now: float) -> NodeUsage:
     """The first source (in the given precedence order) with a fresh reading for `node`.
 
@@ -349,7 +354,7 @@ def resolve_usage(node: NodeInfo, sources: Sequence[UsageSource], now: float) ->
                 observed_at={r: fresh[r].observed_at for r in fresh},
                 note="; ".join(missing),
             )
-    return NodeUsage(REQUESTS, note="; ".join(notes) or "no live usage")
+    return NodeUsage(REQUESTS, note="; ".join(notes)) if notes else NO_LIVE_USAGE
 
 
 # -- hot-spot damping -----------------------------------------------------------------

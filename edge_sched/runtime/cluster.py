@@ -66,6 +66,10 @@ class ClusterCache:
         self._touch()
 
     def upsert_node(self, node: NodeInfo) -> None:
+        if self.nodes.get(node.name) == node:
+            # Heartbeats and status updates that change nothing edge-sched keeps: keeping
+            # the same record keeps the verbs' per-node work reusable (runtime/candidates.py).
+            return
         self.nodes[node.name] = node
         self._touch()
 
@@ -99,6 +103,8 @@ class ClusterCache:
         self._forget_assumed(pod.uid)
 
     def upsert_pod(self, pod: PlacedPod) -> None:
+        if self.pods.get(pod.uid) == pod:
+            return  # a status update: same node, same requests (see upsert_node)
         self._store_pod(pod)
         self._touch()
 

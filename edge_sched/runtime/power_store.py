@@ -128,6 +128,8 @@ class PowerStore:
         CPU: the average load of its CPU units. Memory: 1 − available/total from its most
         recent fresh entry of any type that reports memory.
         """
+        if name not in self._by_node:  # most nodes of a call, when few report
+            return None, None
         entries = list(self.fresh(name))
         cpu = next(
             (
