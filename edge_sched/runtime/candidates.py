@@ -8,8 +8,9 @@ hands out the *same* object while nothing behind it changed). So:
 - `CandidateCache` reuses a node's `Candidate` while those four objects are the same ones;
 - `VerdictCache` reuses a node's verdict for pods of the same shape (what rules 1-5 read
   of a pod) while the node's `Candidate` is the same object;
-- `ScoreCache` does the same for the resource score of nodes whose usage is measured (an
-  unmeasured node's score depends on the other candidates of the call).
+- `ScoreCache` does the same for resource scores (an unmeasured node's score also depends
+  on the other candidates of the call, through their median usage: it is reused only
+  while that is the same too).
 
 Reuse is by identity, never by a version counter that a writer could forget to bump; an
 object held here cannot be freed, so its identity cannot be taken by another.
@@ -125,29 +126,32 @@ class VerdictCache:
 @attrs.define(eq=False)
 class ScoreCache:
     shapes: int = VERDICT_SHAPES
-    _by_shape: OrderedDict[Hashable, dict[str, tuple[Candidate, NodeScore]]] = attrs.field(factory=OrderedDict)
+    # node -> (candidate, its score, the neutral usage it was scored with; None when measured)
+    _by_shape: OrderedDict[Hashable, dict[str, tuple[Candidate, NodeScore, NeutralUsage | None]]] = attrs.field(
+        factory=OrderedDict
+    )
 
     def scores(self, pod: PodDemand, candidates: list[Candidate], weights: ScoreWeights) -> list[NodeScore]:
-        """`score_nodes` of the candidates, reusing measured nodes' unchanged scores."""
+        """`score_nodes` of the candidates, reusing unchanged scores: a measured node's while
+        its candidate is the same, an unmeasured one's while the neutral usage is too."""
         kept = _shape_entry(self._by_shape, (pod.requests.get(CPU, 0), pod.requests.get(MEMORY, 0), weights), self.shapes)
+        neutral = NeutralUsage() if all(map(is_measured, candidates)) else NeutralUsage.of(candidates)
         out: list[NodeScore | None] = []
         misses: list[Candidate] = []
         for cand in candidates:
             hit = kept.get(cand.node.name)
-            if hit is not None and hit[0] is cand:
+            if hit is not None and hit[0] is cand and (hit[2] is None or hit[2] == neutral):
                 out.append(hit[1])
             else:
                 out.append(None)
                 misses.append(cand)
         if not misses:
             return out  # type: ignore[return-value]
-        neutral = NeutralUsage.of(candidates) if not all(map(is_measured, misses)) else NeutralUsage()
         fresh = iter(score_nodes(pod, misses, weights, neutral))
         for i, cand in enumerate(candidates):
             if out[i] is None:
                 score = out[i] = next(fresh)
-                if is_measured(cand):
-                    kept[cand.node.name] = (cand, score)
+                kept[cand.node.name] = (cand, score, None if is_measured(cand) else neutral)
         return out  # type: ignore[return-value]
 
     def forget(self, names: set[str]) -> None:
