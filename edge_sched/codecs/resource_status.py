@@ -285,15 +285,15 @@ def encode(payload: Mapping[str, Any]) -> str:
         return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False)
 
 
-def node_entry(name: str, record: Mapping[str, Any]) -> str:
-    """One `"name": {record}` member of a frame's `nodes` object, encoded on its own so that
-    a large frame can be built piece by piece (see `nodes_object`)."""
-    return json.dumps(name) + ":" + encode(record)
+def node_members(records: Mapping[str, Mapping[str, Any]]) -> str:
+    """`"name": {record}` members of a frame's `nodes` object, for a few dozen nodes in one
+    encoder call, so that a large frame can be built piece by piece (see `nodes_object`)."""
+    return encode(records)[1:-1]
 
 
-def nodes_object(entries: Sequence[str]) -> str:
-    """The `nodes` object from `node_entry` pieces."""
-    return "{" + ",".join(entries) + "}"
+def nodes_object(pieces: Sequence[str]) -> str:
+    """The `nodes` object from `node_members` pieces."""
+    return "{" + ",".join(p for p in pieces if p) + "}"
 
 
 def _with_nodes(head: Mapping[str, Any], nodes_json: str) -> str:
@@ -312,7 +312,7 @@ def status_update_from(timestamp: float, nodes_json: str) -> str:
 
 
 def query_result(request_id: RequestId, nodes: Mapping[str, Any], timestamp: float) -> str:
-    return query_result_from(request_id, nodes_object([node_entry(n, r) for n, r in nodes.items()]), timestamp)
+    return query_result_from(request_id, nodes_object([node_members(nodes)]), timestamp)
 
 
 def update_ack(report: StatusReport) -> str:
@@ -332,7 +332,7 @@ def error_frame(request_id: RequestId | None, error: str) -> str:
 
 
 def status_update(timestamp: float, nodes: Mapping[str, Any]) -> str:
-    return status_update_from(timestamp, nodes_object([node_entry(n, r) for n, r in nodes.items()]))
+    return status_update_from(timestamp, nodes_object([node_members(nodes)]))
 
 
 # -- node records -------------------------------------------------------------------------

@@ -205,12 +205,14 @@ class StatusBook:
         event loop, and the extender verbs answer in between.
         """
         snap = self._snapshot(only)
-        parts: list[str] = []
-        for i, name in enumerate(snap.names, 1):
-            parts.append(wire.node_entry(name, self._record(name, snap)))
-            if i % NODES_PER_CHECKPOINT == 0:
+        pieces: list[str] = []
+        names = snap.names
+        for start in range(0, len(names), NODES_PER_CHECKPOINT):
+            if start:
                 await trio.lowlevel.checkpoint()
-        return wire.nodes_object(parts), len(parts)
+            chunk = names[start : start + NODES_PER_CHECKPOINT]
+            pieces.append(wire.node_members({name: self._record(name, snap) for name in chunk}))
+        return wire.nodes_object(pieces), len(names)
 
     def _snapshot(self, only: str | None) -> _Snapshot:
         now, wall = self.clock(), self.wall_clock()
