@@ -35,6 +35,21 @@ from edge_sched.core.scoring import NeutralUsage, NodeScore, ScoreWeights, is_me
 VERDICT_SHAPES = 16
 
 
+def candidate_of(node: NodeInfo, load: NodeLoad, usage: NodeUsage | None, power: NodePower | None) -> Candidate:
+    """The candidate for `node` (usage None: the daemon keeps no live usage)."""
+    if usage is None:
+        return Candidate(node=node, load=load, power=power)
+    return Candidate(
+        node=node,
+        load=load,
+        cpu_usage=usage.cpu,
+        memory_usage=usage.memory,
+        usage_source=usage.source,
+        usage_note=usage.note,
+        power=power,
+    )
+
+
 @attrs.define(eq=False)
 class CandidateCache:
     _kept: dict[str, tuple[NodeLoad, NodeUsage | None, NodePower | None, Candidate]] = attrs.field(factory=dict)
@@ -45,18 +60,7 @@ class CandidateCache:
             k_load, k_usage, k_power, cand = hit
             if cand.node is node and k_load is load and k_usage is usage and k_power is power:
                 return cand
-        if usage is None:
-            cand = Candidate(node=node, load=load, power=power)
-        else:
-            cand = Candidate(
-                node=node,
-                load=load,
-                cpu_usage=usage.cpu,
-                memory_usage=usage.memory,
-                usage_source=usage.source,
-                usage_note=usage.note,
-                power=power,
-            )
+        cand = candidate_of(node, load, usage, power)
         self._kept[node.name] = (load, usage, power, cand)
         return cand
 

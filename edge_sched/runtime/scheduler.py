@@ -35,7 +35,7 @@ from edge_sched.core.scoring import (
     to_extender_scores,
 )
 from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
-from edge_sched.runtime.candidates import CandidateCache, ScoreCache, VerdictCache, judge
+from edge_sched.runtime.candidates import CandidateCache, ScoreCache, VerdictCache, candidate_of, judge
 from edge_sched.runtime.cluster import ClusterCache
 from edge_sched.runtime.events import EventRecorder
 from edge_sched.runtime.metrics import Metrics
@@ -164,20 +164,9 @@ class Scheduler:
         """The node with what is placed on it, its live usage (read from memory, never
         polled) and, given a power reader, its fresh power entries. Pass the stores'
         `reader()`s when building many candidates in one call."""
-        load = self.cache.load(node.name)
         node_power = power_of(node.name) if power_of is not None else None
-        if self.usage is None:
-            return Candidate(node=node, load=load, power=node_power)
-        usage = (usage_of or self.usage.usage)(node)
-        return Candidate(
-            node=node,
-            load=load,
-            cpu_usage=usage.cpu,
-            memory_usage=usage.memory,
-            usage_source=usage.source,
-            usage_note=usage.note,
-            power=node_power,
-        )
+        usage = (usage_of or self.usage.usage)(node) if self.usage is not None else None
+        return candidate_of(node, self.cache.load(node.name), usage, node_power)
 
     # -- filter --------------------------------------------------------------
     async def filter(self, args: wire.ExtenderArgs) -> dict[str, Any]:
