@@ -20,7 +20,7 @@ import attrs
 import trio
 
 from edge_sched.codecs.kube_objects import ObjectError, node_from_object, placed_pod_from_object
-from edge_sched.core.model import Candidate, NodeInfo, NodeLoad, PlacedPod
+from edge_sched.core.model import NodeInfo, NodeLoad, PlacedPod
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,6 @@ class ClusterCache:
             _add(requested, pod.requests, +1)
             count += 1
         return NodeLoad(requested, count)
-
-    def candidate(self, node: NodeInfo) -> Candidate:
-        return Candidate(node=node, load=self.load(node.name))
 
     @property
     def synced(self) -> bool:
