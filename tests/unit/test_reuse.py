@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 import attrs
+import pytest
 from prometheus_client import CollectorRegistry
 
 from edge_sched.codecs import extender as wire
@@ -48,11 +49,23 @@ class Uncached:
         return getattr(self.store, name)
 
 
+SHAPES = 6
+
+
 def pod(i: int, shape: int) -> dict[str, Any]:
-    requests = [{"cpu": "500m"}, {"cpu": "3", "memory": "6Gi"}, {"memory": "1Gi"}, {"cpu": "1"}][shape]
-    spec: dict[str, Any] = {"containers": [{"name": "c", "resources": {"requests": requests}}]}
+    requests = [
+        {"cpu": "500m"}, {"cpu": "3", "memory": "6Gi"}, {"memory": "1Gi"}, {"cpu": "1"}, {"cpu": "2"},
+        {"cpu": "1", "nvidia.com/gpu": "1"},
+    ][shape]
+    container: dict[str, Any] = {"name": "c", "resources": {"requests": requests}}
+    if shape == 5:
+        container["resources"]["limits"] = {"nvidia.com/gpu": "1"}
+    spec: dict[str, Any] = {"containers": [container]}
     if shape == 3:
         spec["nodeSelector"] = {"zone": "a"}
+    if shape == 4:
+        term = {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}
+        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
     return {"metadata": {"name": f"p{i}", "namespace": "default", "uid": f"u{i}"}, "spec": spec}
 
 
@@ -69,14 +82,36 @@ def node(rng: random.Random, name: str) -> NodeInfo:
 
 def report(rng: random.Random, name: str) -> PowerReport:
     load = rng.randrange(0, 100)
-    return PowerReport(1, (HostPower(name, ComputeType.CPU, 16, rng.choice([2, 8, 15]), (PowerUnit(2.5, load),) * 4),))
+    hosts = [HostPower(name, ComputeType.CPU, 16, rng.choice([2, 8, 15]), (PowerUnit(2.5, load),) * 4)]
+    if rng.random() < 0.5:
+        hosts.append(HostPower(name, ComputeType.GPU, 16, 8, (PowerUnit(10.0, rng.randrange(0, 100), 16.0),)))
+    return PowerReport(1, tuple(hosts))
 
 
-async def test_verbs_answer_as_without_reuse_after_every_change() -> None:
-    rng = random.Random(20261204)
+def node_object(info: NodeInfo) -> dict[str, Any]:
+    """The node as kube-scheduler sends it without nodeCacheCapable."""
+    allocatable = {"cpu": f"{info.allocatable['cpu']}m", "memory": str(info.allocatable["memory"]),
+                   "pods": str(info.allocatable["pods"])}
+    return {
+        "metadata": {"name": info.name, "labels": dict(info.labels), "annotations": dict(info.annotations)},
+        "status": {"allocatable": allocatable, "addresses": [{"type": "InternalIP", "address": a} for a in info.addresses],
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("stale_policy", "gpu_preference", "seed"), [("open", False, 20261204), ("closed", True, 7)]
+)
+async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: str, gpu_preference: bool, seed: int) -> None:
+    rng = random.Random(seed)
     clock = Clock()
     base = Settings()
-    cfg = attrs.evolve(base, router=attrs.evolve(base.router, enabled=False))
+    cfg = attrs.evolve(
+        base,
+        router=attrs.evolve(base.router, enabled=False),
+        load=attrs.evolve(base.load, stale_policy=stale_policy),
+        scheduler=attrs.evolve(base.scheduler, enable_gpu_scheduling=gpu_preference),
+    )
     cache = ClusterCache(clock=clock)
     usage = UsageStore(clock=clock, damping_settle_s=20.0)
     usage.enable(PROMETHEUS, 30.0)
@@ -86,6 +121,7 @@ async def test_verbs_answer_as_without_reuse_after_every_change() -> None:
     usage.attach_reports(power.store.usage)
     plans = PlanStore(clock=clock, expiration_s=300)
     reusing = Scheduler(cfg, cache, plans, metrics, None, wall_clock=clock, usage=usage, power=power)
+    reusing._verdicts.shapes = reusing._scores.shapes = 3  # fewer than SHAPES: shapes are dropped and come back
     cache.replace_nodes([node(rng, n) for n in NAMES])
     cache.replace_pods([])
     uid = 0
@@ -106,6 +142,12 @@ async def test_verbs_answer_as_without_reuse_after_every_change() -> None:
         lambda: usage.note_placement(rng.choice(NAMES), {"cpu": 1000}),
         lambda: cache.delete_pod(rng.choice(list(cache.pods) or ["none"])),
         lambda: cache.unassume(f"a{rng.randrange(uid + 1)}"),
+        # A pod re-sent unchanged (a status update), or moved with other requests.
+        lambda: [cache.upsert_pod(p) for p in rng.sample(list(cache.pods.values()), min(2, len(cache.pods)))],
+        lambda: [cache.upsert_pod(attrs.evolve(p, node=rng.choice(NAMES), requests={"cpu": 300}))
+                 for p in rng.sample(list(cache.pods.values()), min(1, len(cache.pods)))],
+        lambda: cache.replace_pods(list(cache.pods.values())[::2]),  # a relist
+        lambda: cache.upsert_node(cache.nodes[n]) if (n := rng.choice(NAMES)) in cache.nodes else None,
     ]
     seen = {"passed": 0, "failed": 0, "scored": 0}
     for step in range(STEPS):
@@ -118,17 +160,24 @@ async def test_verbs_answer_as_without_reuse_after_every_change() -> None:
         else:
             cache.assume(PlacedPod(f"a{uid}", "default", f"a{uid}", rng.choice(NAMES), {"cpu": 900}), 5.0)
         names = rng.sample(NAMES, rng.randrange(1, len(NAMES) + 1)) + (["ghost"] if step % 7 == 0 else [])
-        call = wire.parse_extender_args({"Pod": pod(step, rng.randrange(4)), "NodeNames": names})
+        if step % 5 == 0:
+            names.append(names[0])  # a name sent twice
+        body: dict[str, Any] = {"Pod": pod(step, rng.randrange(SHAPES)), "NodeNames": names}
+        if step % 11 == 0:  # node objects instead of names, between NodeNames calls
+            body = {"Pod": body["Pod"], "Nodes": {"items": [node_object(cache.nodes[n]) for n in names if n in cache.nodes]}}
+        call = wire.parse_extender_args(body)
         fresh = Scheduler(
             cfg, cache, PlanStore(clock=clock, expiration_s=300), metrics, None,
             wall_clock=clock, usage=Uncached(usage), power=power,  # type: ignore[arg-type]
         )
+        answer = await reusing.filter(call)
         expected = await fresh.filter(call)
-        assert await reusing.filter(call) == expected, step
-        assert plans.filter_outcome_for(call.pod["metadata"]["uid"]) == fresh.plans.filter_outcome_for(
-            call.pod["metadata"]["uid"]
-        ), step
+        assert answer == expected, step
+        key = call.pod["metadata"]["uid"]
+        assert plans.filter_outcome_for(key) == fresh.plans.filter_outcome_for(key), step
         assert await reusing.prioritize(call) == await fresh.prioritize(call), step
+        ours, theirs = plans.get(f"default/p{step}"), fresh.plans.get(f"default/p{step}")
+        assert (ours and ours.to_json()) == (theirs and theirs.to_json()), step
         seen["passed"] += len(expected["NodeNames"] or [])
         seen["failed"] += len(expected["FailedNodes"]) + len(expected["FailedAndUnresolvableNodes"])
     # The sequence reached both outcomes often, so the comparison meant something.
