@@ -38,7 +38,7 @@ class ScoreTable(Mapping[str, ScoreDetail]):
     Here it is a few lists; a `ScoreDetail` is built only when one is read.
     """
 
-    __slots__ = ("_names", "_scores", "_values", "_components", "_index")
+    __slots__ = ("_names", "_scores", "_values", "_components", "_by_name")
 
     def __init__(
         self,
@@ -51,32 +51,27 @@ class ScoreTable(Mapping[str, ScoreDetail]):
         self._scores = tuple(scores)
         self._values = tuple(values)
         self._components = {k: tuple(v) for k, v in components.items()}
-        self._index: dict[str, int] | None = None
+        self._by_name: dict[str, int] | None = None
 
-    def _position(self, node: str) -> int | None:
-        if self._index is None:
-            self._index = {n: i for i, n in enumerate(self._names)}
-        return self._index.get(node)
+    @property
+    def _index(self) -> dict[str, int]:
+        """node -> column position, built on first use (bind reads one node, most plans none)."""
+        if self._by_name is None:
+            self._by_name = {n: i for i, n in enumerate(self._names)}
+        return self._by_name
 
     def __getitem__(self, node: str) -> ScoreDetail:
-        i = self._position(node)
-        if i is None:
-            raise KeyError(node)
+        i = self._index[node]
         return ScoreDetail(self._scores[i], self._values[i], {k: v[i] for k, v in self._components.items()})
 
     def __contains__(self, node: object) -> bool:
-        return isinstance(node, str) and self._position(node) is not None
+        return isinstance(node, str) and node in self._index
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._position_map())
+        return iter(self._index)
 
     def __len__(self) -> int:
-        return len(self._position_map())
-
-    def _position_map(self) -> dict[str, int]:
-        self._position("")
-        assert self._index is not None
-        return self._index
+        return len(self._index)
 
     @property
     def names(self) -> tuple[str, ...]:

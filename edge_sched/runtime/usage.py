@@ -98,7 +98,6 @@ class _Resolved:
 
     node: NodeInfo
     placements: list[Placement] | None
-    epoch: int
     oldest: float  # store clock: when its oldest reading was observed
     max_age_s: float  # that reading's source's freshness limit
 
@@ -122,6 +121,8 @@ class UsageStore:
     _epoch: int = 0  # bumped whenever any source's readings or the source list change
 
     def _sources_changed(self) -> None:
+        # Every kept answer was resolved from the old sources; a reader made before the
+        # change (same call) must not store what it resolves from them (see `reader`).
         self._epoch += 1
         self._resolved.clear()
 
@@ -243,7 +244,6 @@ class UsageStore:
                 if (
                     how.node is node
                     and how.placements is placements
-                    and how.epoch == epoch
                     and now - how.oldest <= how.max_age_s  # resolve_usage's own test
                 ):
                     return answer
@@ -251,7 +251,7 @@ class UsageStore:
             max_age = polled.get(answer.source)
             if max_age is not None and epoch == self._epoch:
                 oldest = min(answer.observed_at.values())
-                kept[node.name] = (_Resolved(node, placements, epoch, oldest, max_age), answer)
+                kept[node.name] = (_Resolved(node, placements, oldest, max_age), answer)
             return answer
 
         return read
