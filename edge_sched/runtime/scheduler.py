@@ -323,6 +323,7 @@ class Scheduler:
             and plan.selected
             and plan.selected != args.node
             and plan.selected in plan.feasible
+            and not _tied(plan, args.node)
         ):
             choices.insert(0, plan.selected)
         return choices
@@ -471,6 +472,22 @@ class Scheduler:
                     continue
             keep[node] = victims
         return wire.preemption_result(keep)
+
+
+def _tied(plan: SchedulingPlan, node: str) -> bool:
+    """Whether `node` passed filter and scored exactly as well as the plan's selected node
+    (docs/optimizer.md).
+
+    The plan names one best node, ties broken by name; kube-scheduler breaks the same tie at
+    random, which spreads equal pods over equal nodes. Overriding its pick for a node no
+    better by edge-sched's own score would undo that and cost an API event per pod. A batch
+    or task plan's node scores 10 and every other node at most 9, so it is never tied.
+    """
+    scores, selected = plan.scores, plan.selected
+    if selected is None or node not in plan.feasible or node not in scores or selected not in scores:
+        return False
+    mine, best = scores[node], scores[selected]
+    return mine.score == best.score and mine.value == best.value
 
 
 def _power_notes(pod: PodDemand, unjudged: dict[str, list[str]]) -> tuple[str, ...]:

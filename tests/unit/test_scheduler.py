@@ -286,3 +286,30 @@ async def test_a_bind_that_overrides_kube_scheduler_posts_an_event_and_an_ordina
     assert (event_type, reason) == ("Normal", "FollowedPlan")
     assert message == ("edge-sched bound the pod to node-a (score 10/10), the node its plan selected, "
                        "instead of kube-scheduler's pick node-b")
+
+
+async def test_bind_keeps_kube_schedulers_pick_when_it_scored_exactly_as_well_as_the_plans() -> None:
+    # Equal nodes score equal: the plan names node-a (ties break by name) but kube-scheduler's
+    # pick of node-b is as good by edge-sched's own score, so it stands, with no event.
+    kube = FakeKube({"node-a", "node-b"}, {"default/p1": "u-1", "default/p2": "u-2"})
+    sched, _ = make(kube=kube)
+    sched.events = RecordedEvents()  # type: ignore[assignment]
+    sched.cache.delete_pod("x2")
+    sched.cache.upsert_pod(PlacedPod("x2", "default", "busy-b", "node-b", {"cpu": 2000}))
+    args = wire.parse_extender_args({"Pod": pod("1"), "NodeNames": ["node-a", "node-b"]})
+    await sched.filter(args)
+    assert [h["Score"] for h in await sched.prioritize(args)] == [10, 10]
+    plan = sched.plans.get("default/p1")
+    assert plan is not None and plan.selected == "node-a"
+    assert await sched.bind(wire.BindingArgs("p1", "default", "u-1", "node-b")) == {"Error": ""}
+    assert kube.bindings == [("default/p1", "node-b")]
+    assert sched.events.events == []  # type: ignore[attr-defined]
+    assert sched.metrics.plan_overrides._value.get() == 0
+    (decision,) = sched.recent
+    assert (decision.node, decision.score, decision.followed_plan) == ("node-b", 10, False)
+    # One CPU less on node-b: no longer a tie, and bind follows the plan.
+    args2 = wire.parse_extender_args({"Pod": pod("1", "p2", "u-2"), "NodeNames": ["node-a", "node-b"]})
+    await sched.filter(args2)
+    await sched.prioritize(args2)
+    assert await sched.bind(wire.BindingArgs("p2", "default", "u-2", "node-b")) == {"Error": ""}
+    assert kube.bindings[-1] == ("default/p2", "node-a")
