@@ -21,6 +21,7 @@ from edge_sched.adapters.http.power import power_blueprint
 from edge_sched.adapters.http.resource_status import resource_status_blueprint
 from edge_sched.adapters.http.status_page import status_page_blueprint
 from edge_sched.adapters.http.task_planning import task_planning_blueprint
+from edge_sched.adapters.http.verbs import ASGIApp, ExtenderVerbs
 from edge_sched.runtime.batch_planner import BatchPlanner
 from edge_sched.runtime.resource_status import ResourceStatusService
 from edge_sched.runtime.scheduler import Scheduler
@@ -36,8 +37,11 @@ def create_app(
     resource_status: ResourceStatusService | None = None,
     task_plans: TaskPlanService | None = None,
     batch_planner: BatchPlanner | None = None,
-) -> QuartTrio:
-    """Args: resource_status is None when RESOURCE_STATUS_ENABLED=false, task_plans when
+) -> ASGIApp:
+    """The API as one ASGI app: the extender verbs (verbs.py) ahead of the Quart app that
+    serves everything else.
+
+    Args: resource_status is None when RESOURCE_STATUS_ENABLED=false, task_plans when
     TASK_PLANNING_ENABLED=false, batch_planner when ENABLE_OPTIMIZER=false (their routes
     answer 404)."""
     settings = scheduler.settings
@@ -70,4 +74,4 @@ def create_app(
         log.exception("unhandled error answering a request")
         return json_response({"Error": f"internal error: {exc.__class__.__name__}"}, 500)
 
-    return app
+    return ExtenderVerbs(scheduler, app)

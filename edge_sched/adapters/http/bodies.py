@@ -16,10 +16,13 @@ class BadRequest(ValueError):
     """The request is unusable; the message names the field and the reason."""
 
 
-def json_response(payload: Any, status: int = 200) -> Response:
+def json_bytes(payload: Any) -> bytes:
     # allow_nan=False: NaN or Infinity must never reach a client as invalid JSON.
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    return Response(body, status=status, content_type="application/json")
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(json_bytes(payload), status=status, content_type="application/json")
 
 
 async def read_json() -> Any:
