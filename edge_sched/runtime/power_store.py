@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 import attrs
 import trio
 
+from edge_sched.core.load import Reading, as_ratio
 from edge_sched.core.power import ComputeType, HostPower, NodePower, PowerReport
 
 
@@ -41,6 +42,28 @@ class FreshEntry:
     age_s: float
 
 
+@attrs.frozen
+class ReportLoad:
+    """A node's CPU and memory utilisation (0..1) from its fresh reports, each stamped with
+    when the report it came from arrived (store clock); None where no report says."""
+
+    cpu: Reading | None = None
+    memory: Reading | None = None
+
+
+NO_REPORT_LOAD = ReportLoad()
+
+
+@attrs.frozen
+class _View:
+    """What reads derive from a node's fresh entries, valid until `until` (store clock): the
+    first of them expires then, and an expired one never comes back."""
+
+    power: NodePower | None
+    load: ReportLoad
+    until: float
+
+
 @attrs.define(eq=False)
 class PowerStore:
     expiry_s: float
@@ -48,10 +71,10 @@ class PowerStore:
     wall_clock: Callable[[], float] = time.time
     _by_node: dict[str, dict[ComputeType, StoredEntry]] = attrs.field(factory=dict)
     latest_report_wall: float | None = None
-    # node -> (its fresh NodePower or None, store time until which that answer holds):
-    # the verbs ask for every candidate per call; a node's answer only changes when it
-    # reports or when one of its entries expires.
-    _power_cache: dict[str, tuple[NodePower | None, float]] = attrs.field(factory=dict)
+    # node -> what its fresh entries give: the verbs ask for every candidate per call, and
+    # a node's answer only changes when it reports or when one of its entries expires. The
+    # same objects are handed out while it holds (readers reuse work by identity).
+    _views: dict[str, _View] = attrs.field(factory=dict)
 
     # -- writes ---------------------------------------------------------------------------
     def apply(self, report: PowerReport) -> None:
@@ -60,7 +83,7 @@ class PowerStore:
         fresh = [(h.name, h.type, StoredEntry(h, report.report_id, now, wall)) for h in report.hosts]
         for name, kind, entry in fresh:
             self._by_node.setdefault(name, {})[kind] = entry
-            self._power_cache.pop(name, None)
+            self._views.pop(name, None)
         self.latest_report_wall = wall
 
     def sweep(self) -> int:
@@ -74,29 +97,31 @@ class PowerStore:
                 removed += 1
             if not kinds:
                 del self._by_node[name]
-                self._power_cache.pop(name, None)
+                self._views.pop(name, None)
         return removed
 
     # -- reads ----------------------------------------------------------------------------
     def _is_fresh(self, entry: StoredEntry, now: float) -> bool:
         return now - entry.received_at <= self.expiry_s
 
-    def node_power(self, name: str, now: float | None = None) -> NodePower | None:
-        """The node's fresh entries by type, or None when it has none (as of `now`, default
-        the store's clock)."""
-        now = self.clock() if now is None else now
-        cached = self._power_cache.get(name)
-        if cached is not None and now < cached[1]:
-            return cached[0]
+    def _view(self, name: str, now: float) -> _View | None:
+        view = self._views.get(name)
+        if view is not None and now < view.until:
+            return view
         kinds = self._by_node.get(name)
         if not kinds:
             return None
         fresh = {k: e for k, e in kinds.items() if self._is_fresh(e, now)}
-        answer = NodePower({k: e.host for k, e in fresh.items()}) if fresh else None
-        # Valid until the first fresh entry expires (an expired one never comes back).
+        power = NodePower({k: e.host for k, e in fresh.items()}) if fresh else None
         until = min((e.received_at + self.expiry_s for e in fresh.values()), default=math.inf)
-        self._power_cache[name] = (answer, until)
-        return answer
+        view = self._views[name] = _View(power, _report_load([fresh[k] for k in sorted(fresh)]), until)
+        return view
+
+    def node_power(self, name: str, now: float | None = None) -> NodePower | None:
+        """The node's fresh entries by type, or None when it has none (as of `now`, default
+        the store's clock)."""
+        view = self._view(name, self.clock() if now is None else now)
+        return view.power if view is not None else None
 
     def reader(self) -> Callable[[str], NodePower | None]:
         """`node_power` for the many nodes of one call, the clock read once."""
@@ -122,26 +147,29 @@ class PowerStore:
         """Entries held, fresh or not (what the sweeper reclaims)."""
         return sum(len(kinds) for kinds in self._by_node.values())
 
-    def usage(self, name: str) -> tuple[float | None, float | None]:
-        """CPU and memory utilisation 0..1 from the node's fresh reports (S7's last live source).
+    def usage(self, name: str) -> ReportLoad:
+        """CPU and memory utilisation from the node's fresh reports (S7's last live source).
 
         CPU: the average load of its CPU units. Memory: 1 − available/total from its most
-        recent fresh entry of any type that reports memory.
+        recent fresh entry of any type that reports memory. A value outside 0..1 is left out.
         """
-        if name not in self._by_node:  # most nodes of a call, when few report
-            return None, None
-        entries = list(self.fresh(name))
-        cpu = next(
-            (
-                f.entry.host.average_load_pct / 100.0
-                for f in entries
-                if f.entry.host.type is ComputeType.CPU and f.entry.host.average_load_pct is not None
-            ),
-            None,
-        )
-        with_memory = [f for f in entries if f.entry.host.total_memory_gib > 0]
-        memory = None
-        if with_memory:
-            newest = min(with_memory, key=lambda f: f.age_s).entry.host
-            memory = 1.0 - newest.available_memory_gib / newest.total_memory_gib
-        return cpu, memory
+        view = self._view(name, self.clock())
+        return view.load if view is not None else NO_REPORT_LOAD
+
+
+def _report_load(fresh: list[StoredEntry]) -> ReportLoad:
+    """`usage` of fresh entries (ordered by type)."""
+    cpu = memory = None
+    loaded = [e for e in fresh if e.host.type is ComputeType.CPU and e.host.average_load_pct is not None]
+    if loaded:
+        cpu = _reading(loaded[0].host.average_load_pct / 100.0, loaded[0])  # type: ignore[operator]
+    with_memory = [e for e in fresh if e.host.total_memory_gib > 0]
+    if with_memory:
+        newest = max(with_memory, key=lambda e: e.received_at)
+        memory = _reading(1.0 - newest.host.available_memory_gib / newest.host.total_memory_gib, newest)
+    return ReportLoad(cpu, memory) if cpu is not None or memory is not None else NO_REPORT_LOAD
+
+
+def _reading(value: float, entry: StoredEntry) -> Reading | None:
+    ratio = as_ratio(value)
+    return Reading(ratio, entry.received_at) if ratio is not None else None

@@ -24,7 +24,6 @@ Nothing here knows about Quart: the adapter hands `pump` its send/close function
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -233,14 +232,9 @@ class StatusBook:
                 # page still shows reported usage for nodes nothing else measures.
                 sources.append(self.usage_source())
         else:
-            sources = [ReportUsage(self.power.usage, self.clock())] if self.power is not None else []
+            sources = [ReportUsage(self.power.usage)] if self.power is not None else []
             sources.append(self.usage_source())
-        # The report source answers CPU and memory from one look-up per node: remember it
-        # for this snapshot instead of asking the power store twice per node.
-        return [
-            attrs.evolve(s, usage_of=functools.lru_cache(maxsize=None)(s.usage_of)) if isinstance(s, ReportUsage) else s
-            for s in sources
-        ]
+        return sources
 
     def _record(self, name: str, snap: _Snapshot) -> dict[str, Any]:
         now = snap.now

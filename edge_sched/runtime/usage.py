@@ -36,11 +36,11 @@ from edge_sched.core.load import (
     SeriesIndex,
     SourceReadings,
     UsageSource,
-    as_ratio,
     damp,
     resolve_usage,
 )
 from edge_sched.core.model import CPU, MEMORY, NodeInfo
+from edge_sched.runtime.power_store import ReportLoad
 
 log = logging.getLogger(__name__)
 
@@ -75,21 +75,22 @@ class SourceState:
 class ReportUsage:
     """UDP report load as a usage source, read per node from the power store.
 
-    The power store already drops reports older than COMPUTING_POWER_EXPIRY_TIME, so
-    what it returns is fresh by its own rule: readings are stamped `now` and never age
-    here.
+    The power store already drops reports older than COMPUTING_POWER_EXPIRY_TIME, so what
+    it returns is fresh by its own rule (readings never age here); each reading is stamped
+    with when its report arrived. The store hands out the same `ReportLoad` object while a
+    node's answer holds, so `version` tells a reader when a kept answer is still good.
     """
 
-    usage_of: Callable[[str], tuple[float | None, float | None]]
-    now: float
+    usage_of: Callable[[str], ReportLoad]
     source: str = UDP_REPORT
     max_age_s: float = math.inf
 
     def get(self, resource: str, node: NodeInfo) -> Reading | None:
-        cpu, memory = self.usage_of(node.name)
-        raw = cpu if resource == CPU else memory
-        value = as_ratio(raw) if raw is not None else None
-        return Reading(value, self.now) if value is not None else None
+        load = self.usage_of(node.name)
+        return load.cpu if resource == CPU else load.memory
+
+    def version(self, node: NodeInfo) -> object:
+        return self.usage_of(node.name)
 
 
 @attrs.frozen
@@ -100,6 +101,7 @@ class _Resolved:
     placements: list[Placement] | None
     oldest: float  # store clock: when its oldest reading was observed
     max_age_s: float  # that reading's source's freshness limit
+    version: object = None  # a versioned source's answer for the node (`ReportUsage.version`)
 
 
 @attrs.define(eq=False)
@@ -145,10 +147,11 @@ class UsageStore:
         self._providers[source] = provider
         self._sources_changed()
 
-    def attach_reports(self, usage_of: Callable[[str], tuple[float | None, float | None]]) -> None:
+    def attach_reports(self, usage_of: Callable[[str], ReportLoad]) -> None:
         """Use the CPU/memory load of fresh UDP computing-power reports (`PowerStore.usage`)
-        as the last live source before requests only."""
-        self.attach(UDP_REPORT, lambda: ReportUsage(usage_of, self.clock()))
+        as the live source after the polled ones."""
+        source = ReportUsage(usage_of)
+        self.attach(UDP_REPORT, lambda: source)
 
     def publish(self, source: str, resource: str, readings: SeriesIndex) -> None:
         """A successful answer: replace `resource`'s readings of `source`."""
@@ -219,21 +222,25 @@ class UsageStore:
         and a node's answer is reused from earlier calls while it still holds.
 
         It holds while no polled source published, the node object and its recent
-        placements are the same, and the readings it used are still fresh (a stale reading
-        never becomes fresh again, so time alone can only end it). Only answers from a
-        polled source that no attached source precedes are kept: attached sources (UDP
-        reports, the status feed) change without telling the store, so nodes resolved
-        through them, or to requests only, are resolved anew on every call. Resolution was
-        a quarter of a verb's time at 1,000 nodes (docs/benchmarks.md).
+        placements are the same, the readings it used are still fresh (a stale reading never
+        becomes fresh again, so time alone can only end it) and, for UDP reports, the power
+        store still hands out the same answer for the node (it does until the node reports
+        again or one of its reports expires). Only answers from the leading polled and
+        report sources are kept: the status feed changes without telling the store, so
+        nodes resolved through it, or to requests only, are resolved anew on every call.
+        Resolution was a quarter of a verb's time at 1,000 nodes (docs/benchmarks.md).
         """
         snapshots = self.snapshots()
         now = self.clock()
         epoch = self._epoch
-        polled: dict[str, float] = {}  # the leading polled sources -> their freshness limit
+        keepable: dict[str, float] = {}  # the leading polled and report sources -> their freshness limit
+        versions: dict[str, Callable[[NodeInfo], object]] = {}
         for snap in snapshots:
-            if not isinstance(snap, SourceReadings):
+            if isinstance(snap, ReportUsage):
+                versions[snap.source] = snap.version
+            elif not isinstance(snap, SourceReadings):
                 break
-            polled[snap.source] = snap.max_age_s
+            keepable[snap.source] = snap.max_age_s
         kept = self._resolved
 
         def read(node: NodeInfo) -> NodeUsage:
@@ -245,13 +252,17 @@ class UsageStore:
                     how.node is node
                     and how.placements is placements
                     and now - how.oldest <= how.max_age_s  # resolve_usage's own test
+                    and (how.version is None or versions[answer.source](node) is how.version)
                 ):
                     return answer
+            # Versions first: one that moves on while the node is resolved leaves an older
+            # version with the answer, which fails the next check instead of passing a stale one.
+            before = {source: version(node) for source, version in versions.items()}
             answer = self.usage(node, snapshots, now)
-            max_age = polled.get(answer.source)
+            max_age = keepable.get(answer.source)
             if max_age is not None and epoch == self._epoch:
                 oldest = min(answer.observed_at.values())
-                kept[node.name] = (_Resolved(node, placements, oldest, max_age), answer)
+                kept[node.name] = (_Resolved(node, placements, oldest, max_age, before.get(answer.source)), answer)
             return answer
 
         return read

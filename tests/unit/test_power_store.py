@@ -15,7 +15,7 @@ from edge_sched.adapters.udp_listener import LogLimiter, ReportIngest, run_udp_l
 from edge_sched.codecs.power_report import encode_report
 from edge_sched.core.power import ComputeType, HostPower, PowerReport, PowerUnit
 from edge_sched.runtime.metrics import PowerMetrics, build_power_metrics
-from edge_sched.runtime.power_store import PowerStore
+from edge_sched.runtime.power_store import PowerStore, ReportLoad
 from edge_sched.settings import UdpSettings
 from tests.unit.test_power_codec import seed_test_packet
 
@@ -100,8 +100,38 @@ def test_usage_from_reports_for_the_live_load_fallback() -> None:
     clock = Clock(0.0)
     store = PowerStore(expiry_s=10, clock=clock)
     store.apply(report(1, HostPower("a", ComputeType.CPU, 64, 16, (PowerUnit(2.0, 30), PowerUnit(2.0, 50)))))
-    assert store.usage("a") == (pytest.approx(0.4), pytest.approx(0.75))
-    assert store.usage("b") == (None, None)
+    clock.now = 4.0
+    store.apply(report(2, gpu("a")))  # newer: its memory (16 of 32 GiB free) is the node's
+    load = store.usage("a")
+    assert load.cpu is not None and load.memory is not None
+    assert (load.cpu.value, load.cpu.observed_at) == (pytest.approx(0.4), 0.0)  # stamped on arrival
+    assert (load.memory.value, load.memory.observed_at) == (pytest.approx(0.5), 4.0)
+    assert store.usage("b") == ReportLoad(None, None)
+
+
+def test_usage_outside_zero_to_one_is_left_out() -> None:
+    store = PowerStore(expiry_s=10, clock=Clock())
+    store.apply(report(1, HostPower("a", ComputeType.CPU, 16, 40, (PowerUnit(2.0, 30),))))  # 40 of 16 GiB free
+    load = store.usage("a")
+    assert load.memory is None and load.cpu is not None and load.cpu.value == pytest.approx(0.3)
+
+
+def test_usage_is_the_same_object_until_the_node_reports_again_or_a_report_expires() -> None:
+    # Readers keep what they derived from it while it is the same object (UsageStore.reader).
+    clock = Clock(0.0)
+    store = PowerStore(expiry_s=10, clock=clock)
+    store.apply(report(1, cpu("a", load=20), cpu("b")))
+    first = store.usage("a")
+    clock.now = 9.0
+    store.apply(report(2, gpu("a")))
+    second = store.usage("a")
+    assert second is not first and second == store.usage("a")
+    assert store.usage("a") is second
+    store.apply(report(3, cpu("b", load=70)))  # another node's report
+    assert store.usage("a") is second
+    clock.now = 10.5  # the CPU report expired: only the GPU one's memory is left
+    third = store.usage("a")
+    assert third is not second and third.cpu is None and third.memory is not None
 
 
 # -- ingest ----------------------------------------------------------------------------------

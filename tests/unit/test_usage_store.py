@@ -18,6 +18,7 @@ from edge_sched.core.load import (
 )
 from edge_sched.core.model import NodeInfo
 from edge_sched.runtime.metrics import build_metrics
+from edge_sched.runtime.power_store import ReportLoad
 from edge_sched.runtime.usage import UsageStore
 
 GI = 1024**3
@@ -38,6 +39,14 @@ def of(**values: float) -> SeriesIndex:
     return SeriesIndex.of_nodes({node: Reading(v, 100.0) for node, v in values.items()})
 
 
+def load(cpu: float, memory: float, at: float = 100.0) -> ReportLoad:
+    """What `PowerStore.usage` answers for a node that reported."""
+    return ReportLoad(Reading(cpu, at), Reading(memory, at))
+
+
+NO_LOAD = ReportLoad()
+
+
 def store(**kw: object) -> tuple[UsageStore, Clock]:
     clock = Clock()
     usage = UsageStore(clock=clock, **kw)  # type: ignore[arg-type]
@@ -52,8 +61,8 @@ def test_fallback_chain_prometheus_then_metrics_api_then_reports_then_requests()
     usage.publish(PROMETHEUS, "memory", of(a=0.5))
     usage.publish(METRICS_API, "cpu", of(a=0.2, b=0.3))
     usage.publish(METRICS_API, "memory", of(a=0.2, b=0.4))
-    reports = {"a": (0.7, 0.7), "b": (0.6, 0.6), "c": (0.15, 0.25)}
-    usage.attach_reports(lambda name: reports.get(name, (None, None)))
+    reports = {"a": load(0.7, 0.7), "b": load(0.6, 0.6), "c": load(0.15, 0.25)}
+    usage.attach_reports(lambda name: reports.get(name, NO_LOAD))
     assert usage.sources_by_node([A, B, C]) == {"a": PROMETHEUS, "b": METRICS_API, "c": UDP_REPORT}
     c = usage.usage(C)
     assert (c.source, c.cpu, c.memory) == (UDP_REPORT, 0.15, 0.25)
@@ -76,13 +85,6 @@ def test_without_any_source_every_node_uses_requests() -> None:
     assert usage.source_status() == {
         PROMETHEUS: "disabled", METRICS_API: "disabled", UDP_REPORT: "disabled", STATUS_REPORT: "disabled",
     }
-
-
-def test_reports_outside_zero_to_one_are_not_used() -> None:
-    usage = UsageStore(clock=Clock())
-    usage.attach_reports(lambda name: (7.5, 0.5))
-    u = usage.usage(A)
-    assert (u.source, u.cpu, u.memory) == (UDP_REPORT, None, 0.5)
 
 
 def test_health_names_the_source_per_node_and_each_sources_state() -> None:
@@ -159,7 +161,7 @@ def test_load_source_gauge_is_computed_at_scrape_time() -> None:
 
 def test_other_attached_sources_come_after_the_s7_chain() -> None:
     usage, _ = store()
-    usage.attach_reports(lambda name: (0.4, 0.4) if name == "a" else (None, None))
+    usage.attach_reports(lambda name: load(0.4, 0.4) if name == "a" else NO_LOAD)
     usage.attach("status-report", lambda: SourceReadings("status-report", 60.0, cpu=of(a=0.9, b=0.2)))
     assert usage.sources_by_node([A, B]) == {"a": UDP_REPORT, "b": "status-report"}
     assert list(usage.source_status()) == [PROMETHEUS, METRICS_API, UDP_REPORT, "status-report"]
@@ -174,3 +176,27 @@ def test_a_reader_answers_like_usage_as_of_when_it_was_made() -> None:
     assert read(A) == usage.usage(A)
     clock.now += 31  # Prometheus's reading is stale now, but not for the reader made before
     assert (read(A).source, usage.usage(A).source) == (PROMETHEUS, REQUESTS)
+
+
+def test_a_reader_keeps_a_report_answer_while_the_power_store_hands_out_the_same_one() -> None:
+    usage, clock = store(damping_settle_s=300.0)
+    reports = {"a": load(0.4, 0.5)}
+    asked: list[str] = []
+
+    def usage_of(name: str) -> ReportLoad:
+        asked.append(name)
+        return reports.get(name, NO_LOAD)
+
+    usage.attach_reports(usage_of)
+    first = usage.reader()(A)
+    assert (first.source, first.cpu, first.memory) == (UDP_REPORT, 0.4, 0.5)
+    asked.clear()
+    assert usage.reader()(A) is first and asked == ["a"]  # one identity check, no resolution
+    reports["a"] = load(0.8, 0.5, at=101.0)  # the node reported again
+    assert usage.reader()(A).cpu == 0.8
+    again = usage.reader()(A)
+    usage.note_placement("a", {"cpu": 1000})  # damping: a new placement is a new answer
+    damped = usage.reader()(A)
+    assert damped is not again and damped.cpu == pytest.approx(1.0)
+    del reports["a"]  # the report expired
+    assert usage.reader()(A).source == REQUESTS
