@@ -33,7 +33,7 @@ import functools
 import ipaddress
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import attrs
 
@@ -295,6 +295,14 @@ class UsageSource(Protocol):
     @property
     def max_age_s(self) -> float: ...
     def get(self, resource: str, node: NodeInfo) -> Reading | None: ...
+
+
+@runtime_checkable
+class VersionedSource(UsageSource, Protocol):
+    """A source that can tell when its answer for a node changed: `version(node)` is the same
+    object for as long as `get` answers the same for that node."""
+
+    def version(self, node: NodeInfo) -> object: ...
 
 
 @attrs.frozen

@@ -113,10 +113,11 @@ class Reported:
 
 @attrs.frozen
 class StatusReportUsage:
-    """Reported statuses as a live-usage source (the `usage_of` of `StatusBook`)."""
+    """Reported statuses as a live-usage source (the `usage_of` of `StatusBook`); readings
+    are dated by the status's arrival, and the book hands out the same record until the node
+    reports again or its status expires (`version`)."""
 
     book: StatusBook
-    now: float
     source: str = STATUS_REPORT
     max_age_s: float = float("inf")  # the book only returns fresh reports
 
@@ -125,7 +126,10 @@ class StatusReportUsage:
         if reported is None:
             return None
         usage = reported.report.usage_ratio("cpu" if resource == CPU else "memory")
-        return Reading(usage, self.now)
+        return Reading(usage, reported.at)
+
+    def version(self, node: NodeInfo) -> object:
+        return self.book.reported(node.name)
 
 
 @attrs.frozen
@@ -184,7 +188,7 @@ class StatusBook:
         return sum(1 for r in self._reported.values() if now - r.at <= self.report_max_age_s)
 
     def usage_source(self) -> StatusReportUsage:
-        return StatusReportUsage(self, self.clock())
+        return StatusReportUsage(self)
 
     # -- records --------------------------------------------------------------------------
     def names(self) -> list[str]:

@@ -36,6 +36,7 @@ from edge_sched.core.load import (
     SeriesIndex,
     SourceReadings,
     UsageSource,
+    VersionedSource,
     damp,
     resolve_usage,
 )
@@ -101,7 +102,7 @@ class _Resolved:
     placements: list[Placement] | None
     oldest: float  # store clock: when its oldest reading was observed
     max_age_s: float  # that reading's source's freshness limit
-    version: object = None  # a versioned source's answer for the node (`ReportUsage.version`)
+    versions: tuple[object, ...]  # what each versioned source answered for the node, in order
 
 
 @attrs.define(eq=False)
@@ -223,21 +224,21 @@ class UsageStore:
 
         It holds while no polled source published, the node object and its recent
         placements are the same, the readings it used are still fresh (a stale reading never
-        becomes fresh again, so time alone can only end it) and, for UDP reports, the power
-        store still hands out the same answer for the node (it does until the node reports
-        again or one of its reports expires). Only answers from the leading polled and
-        report sources are kept: the status feed changes without telling the store, so
-        nodes resolved through it, or to requests only, are resolved anew on every call.
-        Resolution was a quarter of a verb's time at 1,000 nodes (docs/benchmarks.md).
+        becomes fresh again, so time alone can only end it) and every versioned source (UDP
+        reports, reported statuses) still answers the same for the node (the power store and
+        the status book hand out the same object until the node reports again or its report
+        expires). Nodes resolved to requests only are resolved anew on every call (their
+        notes tell the age of stale readings). Resolution was a quarter of a verb's time at
+        1,000 nodes (docs/benchmarks.md).
         """
         snapshots = self.snapshots()
         now = self.clock()
         epoch = self._epoch
-        keepable: dict[str, float] = {}  # the leading polled and report sources -> their freshness limit
-        versions: dict[str, Callable[[NodeInfo], object]] = {}
+        keepable: dict[str, float] = {}  # the leading polled and versioned sources -> their freshness limit
+        versioned: list[Callable[[NodeInfo], object]] = []
         for snap in snapshots:
-            if isinstance(snap, ReportUsage):
-                versions[snap.source] = snap.version
+            if isinstance(snap, VersionedSource):
+                versioned.append(snap.version)
             elif not isinstance(snap, SourceReadings):
                 break
             keepable[snap.source] = snap.max_age_s
@@ -252,17 +253,17 @@ class UsageStore:
                     how.node is node
                     and how.placements is placements
                     and now - how.oldest <= how.max_age_s  # resolve_usage's own test
-                    and (how.version is None or versions[answer.source](node) is how.version)
+                    and all(version(node) is was for version, was in zip(versioned, how.versions))
                 ):
                     return answer
             # Versions first: one that moves on while the node is resolved leaves an older
             # version with the answer, which fails the next check instead of passing a stale one.
-            before = {source: version(node) for source, version in versions.items()}
+            versions = tuple(version(node) for version in versioned)
             answer = self.usage(node, snapshots, now)
             max_age = keepable.get(answer.source)
             if max_age is not None and epoch == self._epoch:
                 oldest = min(answer.observed_at.values())
-                kept[node.name] = (_Resolved(node, placements, oldest, max_age, before.get(answer.source)), answer)
+                kept[node.name] = (_Resolved(node, placements, oldest, max_age, versions), answer)
             return answer
 
         return read

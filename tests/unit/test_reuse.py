@@ -12,13 +12,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from edge_sched.codecs import extender as wire
-from edge_sched.core.load import PROMETHEUS, Reading, SeriesIndex
+from edge_sched.codecs.resource_status import RESOURCES, StatusReport
+from edge_sched.core.load import PROMETHEUS, REQUESTS, STATUS_REPORT, UDP_REPORT, Reading, SeriesIndex
 from edge_sched.core.model import NodeInfo, PlacedPod
 from edge_sched.core.power import ComputeType, HostPower, PowerReport, PowerUnit
 from edge_sched.runtime.cluster import ClusterCache
 from edge_sched.runtime.metrics import build_metrics
 from edge_sched.runtime.plans import PlanStore
 from edge_sched.runtime.power import build_power_service
+from edge_sched.runtime.resource_status import StatusBook
 from edge_sched.runtime.scheduler import Scheduler
 from edge_sched.runtime.usage import UsageStore
 from edge_sched.settings import Settings
@@ -50,6 +52,12 @@ class Uncached:
 
 
 SHAPES = 6
+
+
+def status(rng: random.Random, name: str) -> StatusReport:
+    """A status update on the resource-status feed (the last usage source before requests)."""
+    usages = {r: float(rng.randrange(101)) for r in RESOURCES}
+    return StatusReport(1, name, 1, {r: "in_use" for r in RESOURCES}, usages, 50.0)
 
 
 def pod(i: int, shape: int) -> dict[str, Any]:
@@ -119,6 +127,8 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
     power = build_power_service(cfg, CollectorRegistry())
     power.store.clock = clock
     usage.attach_reports(power.store.usage)
+    book = StatusBook(cache, report_max_age_s=60.0, clock=clock)
+    usage.attach(STATUS_REPORT, book.usage_source)
     plans = PlanStore(clock=clock, expiration_s=300)
     reusing = Scheduler(cfg, cache, plans, metrics, None, wall_clock=clock, usage=usage, power=power)
     reusing._verdicts.shapes = reusing._scores.shapes = 3  # fewer than SHAPES: shapes are dropped and come back
@@ -137,6 +147,7 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
         lambda: clock.__setattr__("now", clock.now + rng.choice([0.5, 3.0, 11.0, 31.0])),
         publish,
         lambda: power.store.apply(report(rng, rng.choice(NAMES))),
+        lambda: book.apply(status(rng, rng.choice(NAMES))),
         lambda: cache.upsert_node(node(rng, rng.choice(NAMES))),
         lambda: cache.delete_node(rng.choice(NAMES)),
         lambda: usage.note_placement(rng.choice(NAMES), {"cpu": 1000}),
@@ -150,6 +161,7 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
         lambda: cache.upsert_node(cache.nodes[n]) if (n := rng.choice(NAMES)) in cache.nodes else None,
     ]
     seen = {"passed": 0, "failed": 0, "scored": 0}
+    sources: set[str] = set()
     for step in range(STEPS):
         uid += 1
         kind = rng.randrange(len(changes) + 2)
@@ -180,5 +192,7 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
         assert (ours and ours.to_json()) == (theirs and theirs.to_json()), step
         seen["passed"] += len(expected["NodeNames"] or [])
         seen["failed"] += len(expected["FailedNodes"]) + len(expected["FailedAndUnresolvableNodes"])
+        sources.update(usage.sources_by_node(cache.nodes.values()).values())
     # The sequence reached both outcomes often, so the comparison meant something.
     assert seen["passed"] > 300 and seen["failed"] > 300, seen
+    assert sources == {PROMETHEUS, UDP_REPORT, STATUS_REPORT, REQUESTS}, sources
