@@ -147,14 +147,19 @@ class PowerStore:
         """Entries held, fresh or not (what the sweeper reclaims)."""
         return sum(len(kinds) for kinds in self._by_node.values())
 
-    def usage(self, name: str) -> ReportLoad:
-        """CPU and memory utilisation from the node's fresh reports (S7's last live source).
+    def usage(self, name: str, now: float | None = None) -> ReportLoad:
+        """CPU and memory utilisation from the node's fresh reports (S7's live source after
+        the polled ones), as of `now` (default the store's clock).
 
         CPU: the average load of its CPU units. Memory: 1 − available/total from its most
         recent fresh entry of any type that reports memory. A value outside 0..1 is left out.
         """
-        view = self._view(name, self.clock())
+        view = self._view(name, self.clock() if now is None else now)
         return view.load if view is not None else NO_REPORT_LOAD
+
+    def usage_reader(self) -> Callable[[str], ReportLoad]:
+        """`usage` for the many nodes of one call, the clock read once."""
+        return functools.partial(self.usage, now=self.clock())
 
 
 def _report_load(fresh: list[StoredEntry]) -> ReportLoad:

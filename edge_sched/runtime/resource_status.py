@@ -118,18 +118,19 @@ class StatusReportUsage:
     reports again or its status expires (`version`)."""
 
     book: StatusBook
+    now: float  # book clock, read once per decision
     source: str = STATUS_REPORT
     max_age_s: float = float("inf")  # the book only returns fresh reports
 
     def get(self, resource: str, node: NodeInfo) -> Reading | None:
-        reported = self.book.reported(node.name)
+        reported = self.book.reported(node.name, self.now)
         if reported is None:
             return None
         usage = reported.report.usage_ratio("cpu" if resource == CPU else "memory")
         return Reading(usage, reported.at)
 
     def version(self, node: NodeInfo) -> object:
-        return self.book.reported(node.name)
+        return self.book.reported(node.name, self.now)
 
 
 @attrs.frozen
@@ -169,9 +170,10 @@ class StatusBook:
     def apply(self, report: StatusReport) -> None:
         self._reported[report.node_id] = Reported(report, self.clock(), self.wall_clock())
 
-    def reported(self, name: str) -> Reported | None:
+    def reported(self, name: str, now: float | None = None) -> Reported | None:
+        """The node's reported status while fresh (as of `now`, default the book's clock)."""
         entry = self._reported.get(name)
-        if entry is None or self.clock() - entry.at > self.report_max_age_s:
+        if entry is None or (self.clock() if now is None else now) - entry.at > self.report_max_age_s:
             return None
         return entry
 
@@ -188,7 +190,7 @@ class StatusBook:
         return sum(1 for r in self._reported.values() if now - r.at <= self.report_max_age_s)
 
     def usage_source(self) -> StatusReportUsage:
-        return StatusReportUsage(self)
+        return StatusReportUsage(self, self.clock())
 
     # -- records --------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -236,7 +238,7 @@ class StatusBook:
                 # page still shows reported usage for nodes nothing else measures.
                 sources.append(self.usage_source())
         else:
-            sources = [ReportUsage(self.power.usage)] if self.power is not None else []
+            sources = [ReportUsage(self.power.usage_reader())] if self.power is not None else []
             sources.append(self.usage_source())
         return sources
 

@@ -148,11 +148,11 @@ class UsageStore:
         self._providers[source] = provider
         self._sources_changed()
 
-    def attach_reports(self, usage_of: Callable[[str], ReportLoad]) -> None:
-        """Use the CPU/memory load of fresh UDP computing-power reports (`PowerStore.usage`)
-        as the live source after the polled ones."""
-        source = ReportUsage(usage_of)
-        self.attach(UDP_REPORT, lambda: source)
+    def attach_reports(self, reader: Callable[[], Callable[[str], ReportLoad]]) -> None:
+        """Use the CPU/memory load of fresh UDP computing-power reports as the live source
+        after the polled ones; `reader` gives a node -> load look-up for one decision
+        (`PowerStore.usage_reader`)."""
+        self.attach(UDP_REPORT, lambda: ReportUsage(reader()))
 
     def publish(self, source: str, resource: str, readings: SeriesIndex) -> None:
         """A successful answer: replace `resource`'s readings of `source`."""

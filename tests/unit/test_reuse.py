@@ -126,7 +126,7 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
     metrics = build_metrics(CollectorRegistry())
     power = build_power_service(cfg, CollectorRegistry())
     power.store.clock = clock
-    usage.attach_reports(power.store.usage)
+    usage.attach_reports(power.store.usage_reader)
     book = StatusBook(cache, report_max_age_s=60.0, clock=clock)
     usage.attach(STATUS_REPORT, book.usage_source)
     plans = PlanStore(clock=clock, expiration_s=300)
