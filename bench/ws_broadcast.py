@@ -117,7 +117,7 @@ def build_cpu_ms(nodes: int, rounds: int = 5) -> float:
         for report in reports(nodes):
             power.apply(report)
         usage = UsageStore()
-        usage.attach_reports(power.usage_reader)
+        usage.attach_reports(power.usage_reader, power.expiry_s, power.changes)
         service = build_resource_status(
             Settings().resource_status, CollectorRegistry(), ClusterCache(), report_max_age_s=600.0,
             power=power, usage=usage,

@@ -10,6 +10,7 @@ and we never name a node that was not offered.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from itertools import repeat
 from typing import Any
 
 import attrs
@@ -63,7 +64,7 @@ def parse_extender_args(body: Any) -> ExtenderArgs:
     if names is None:
         # Neither form given: an empty candidate list, answered as NodeNames.
         return ExtenderArgs(pod, None, None, ())
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+    if not isinstance(names, list) or not all(map(isinstance, names, repeat(str))):
         raise ExtenderInputError("NodeNames: expected a list of strings")
     return ExtenderArgs(pod, None, None, tuple(names))
 

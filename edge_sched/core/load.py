@@ -33,7 +33,7 @@ import functools
 import ipaddress
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol
 
 import attrs
 
@@ -288,21 +288,18 @@ def _describe(labels: Mapping[str, str]) -> str:
 
 
 class UsageSource(Protocol):
-    """Anything `resolve_usage` can ask for a node's reading."""
+    """Anything `resolve_usage` can ask for a node's reading.
+
+    A source may also tell when its answer for a node changes: a method `version(node)` that
+    returns the same object for as long as `get` answers the same for that node (the UDP
+    report and status feed sources have it; `UsageStore.reader` keeps answers by it).
+    """
 
     @property
     def source(self) -> str: ...
     @property
     def max_age_s(self) -> float: ...
     def get(self, resource: str, node: NodeInfo) -> Reading | None: ...
-
-
-@runtime_checkable
-class VersionedSource(UsageSource, Protocol):
-    """A source that can tell when its answer for a node changed: `version(node)` is the same
-    object for as long as `get` answers the same for that node."""
-
-    def version(self, node: NodeInfo) -> object: ...
 
 
 @attrs.frozen
@@ -327,6 +324,9 @@ class NodeUsage:
     memory: float | None = None
     observed_at: Mapping[str, float] = attrs.field(factory=dict)  # resource -> store clock
     note: str = ""
+    # Until when (store clock) the answer holds unless a source changes: its first reading
+    # goes stale then; -inf when it changes with every call (notes giving readings' ages).
+    until: float = math.inf
 
 
 # The answer for a node no source has any reading for: one object, so that a candidate
@@ -361,8 +361,9 @@ def resolve_usage(node: NodeInfo, sources: Sequence[UsageSource], now: float) ->
                 memory=fresh[MEMORY].value if MEMORY in fresh else None,
                 observed_at={r: fresh[r].observed_at for r in fresh},
                 note="; ".join(missing),
+                until=min(r.observed_at for r in fresh.values()) + src.max_age_s,
             )
-    return NodeUsage(REQUESTS, note="; ".join(notes)) if notes else NO_LIVE_USAGE
+    return NodeUsage(REQUESTS, note="; ".join(notes), until=-math.inf) if notes else NO_LIVE_USAGE
 
 
 # -- hot-spot damping -----------------------------------------------------------------

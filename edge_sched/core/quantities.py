@@ -35,6 +35,7 @@ Deliberate differences from apimachinery, each stricter:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -128,6 +129,7 @@ class QuantityError(ValueError):
         self.reason = reason
 
 
+@functools.lru_cache(maxsize=1024)  # pods repeat a few quantities ("100m", "64Mi") call after call
 def parse_quantity(text: str) -> Fraction:
     """Parse a Kubernetes quantity to its exact value in base units.
 

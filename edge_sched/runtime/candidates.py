@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import Any
+from itertools import repeat
+from operator import is_
+from typing import Generic, TypeVar
 
 import attrs
 
@@ -33,6 +35,8 @@ from edge_sched.core.scoring import NeutralUsage, NodeScore, ScoreWeights, is_me
 # Pod shapes whose verdicts (and scores) are kept (least recently used dropped): a workload's pods share
 # one shape, so a handful covers a stream of pods; each holds one entry per node.
 VERDICT_SHAPES = 16
+
+T = TypeVar("T")
 
 
 def candidate_of(node: NodeInfo, load: NodeLoad, usage: NodeUsage | None, power: NodePower | None) -> Candidate:
@@ -84,7 +88,7 @@ def pod_shape(pod: PodDemand, limits: FilterLimits) -> Hashable:
     )
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)  # compared by identity: found in lists fast, never by value
 class Judged:
     verdict: Verdict
     # Needed power types the node has no fresh report of (rule 5 could not judge), for the
@@ -101,26 +105,45 @@ def judge(pod: PodDemand, cand: Candidate, limits: FilterLimits) -> Judged:
 
 
 @attrs.define(eq=False)
+class _Kept(Generic[T]):
+    """What is kept for one pod shape: per node, the candidate and what was derived from it,
+    also found by the candidate itself (by_id). A candidate is held (by_name) for as long as
+    its id is a key of by_id, so that id cannot be another object's."""
+
+    by_name: dict[str, tuple[Candidate, T]] = attrs.field(factory=dict)
+    by_id: dict[int, T] = attrs.field(factory=dict)
+
+    def put(self, cand: Candidate, value: T) -> None:
+        old = self.by_name.get(cand.node.name)
+        if old is not None:
+            del self.by_id[id(old[0])]
+        self.by_name[cand.node.name] = (cand, value)
+        self.by_id[id(cand)] = value
+
+    def forget(self, names: set[str]) -> None:
+        for name in [n for n in self.by_name if n not in names]:
+            del self.by_id[id(self.by_name.pop(name)[0])]
+
+
+@attrs.define(eq=False)
 class VerdictCache:
     shapes: int = VERDICT_SHAPES
-    _by_shape: OrderedDict[Hashable, dict[str, tuple[Candidate, Judged]]] = attrs.field(factory=OrderedDict)
+    _by_shape: OrderedDict[Hashable, _Kept[Judged]] = attrs.field(factory=OrderedDict)
 
     def judge(self, pod: PodDemand, candidates: list[Candidate], limits: FilterLimits) -> list[Judged]:
         """`judge` every candidate, reusing the answer where the candidate is unchanged.
 
         Only for candidates from `CandidateCache` (node objects sent in a call are new
         objects every time and would only fill the cache)."""
-        kept = _shape_entry(self._by_shape, pod_shape(pod, limits), self.shapes)
-        out: list[Judged] = []
-        for cand in candidates:
-            hit = kept.get(cand.node.name)
-            if hit is not None and hit[0] is cand:
-                out.append(hit[1])
-                continue
-            judged = judge(pod, cand, limits)
-            kept[cand.node.name] = (cand, judged)
-            out.append(judged)
-        return out
+        kept: _Kept[Judged] = _shape_entry(self._by_shape, pod_shape(pod, limits), self.shapes)
+        out = list(map(kept.by_id.get, map(id, candidates)))
+        if not any(map(is_, out, repeat(None))):
+            return out  # type: ignore[return-value]  # every verdict reused
+        for i, cand in enumerate(candidates):
+            if out[i] is None:
+                judged = out[i] = judge(pod, cand, limits)
+                kept.put(cand, judged)
+        return out  # type: ignore[return-value]
 
     def forget(self, names: set[str]) -> None:
         """Keep only `names`, as `CandidateCache.forget`."""
@@ -130,32 +153,30 @@ class VerdictCache:
 @attrs.define(eq=False)
 class ScoreCache:
     shapes: int = VERDICT_SHAPES
-    # node -> (candidate, its score, the neutral usage it was scored with; None when measured)
-    _by_shape: OrderedDict[Hashable, dict[str, tuple[Candidate, NodeScore, NeutralUsage | None]]] = attrs.field(
+    # per shape: the node's score, and the neutral usage it was scored with (None when measured)
+    _by_shape: OrderedDict[Hashable, _Kept[tuple[NodeScore, NeutralUsage | None]]] = attrs.field(
         factory=OrderedDict
     )
 
     def scores(self, pod: PodDemand, candidates: list[Candidate], weights: ScoreWeights) -> list[NodeScore]:
         """`score_nodes` of the candidates, reusing unchanged scores: a measured node's while
         its candidate is the same, an unmeasured one's while the neutral usage is too."""
-        kept = _shape_entry(self._by_shape, (pod.requests.get(CPU, 0), pod.requests.get(MEMORY, 0), weights), self.shapes)
+        kept: _Kept[tuple[NodeScore, NeutralUsage | None]] = _shape_entry(
+            self._by_shape, (pod.requests.get(CPU, 0), pod.requests.get(MEMORY, 0), weights), self.shapes
+        )
         neutral = NeutralUsage() if all(map(is_measured, candidates)) else NeutralUsage.of(candidates)
-        out: list[NodeScore | None] = []
-        misses: list[Candidate] = []
-        for cand in candidates:
-            hit = kept.get(cand.node.name)
-            if hit is not None and hit[0] is cand and (hit[2] is None or hit[2] == neutral):
-                out.append(hit[1])
-            else:
-                out.append(None)
-                misses.append(cand)
+        hits = list(map(kept.by_id.get, map(id, candidates)))
+        out: list[NodeScore | None] = [
+            hit[0] if hit is not None and (hit[1] is None or hit[1] == neutral) else None for hit in hits
+        ]
+        misses = [cand for cand, score in zip(candidates, out) if score is None]
         if not misses:
             return out  # type: ignore[return-value]
         fresh = iter(score_nodes(pod, misses, weights, neutral))
         for i, cand in enumerate(candidates):
             if out[i] is None:
                 score = out[i] = next(fresh)
-                kept[cand.node.name] = (cand, score, None if is_measured(cand) else neutral)
+                kept.put(cand, (score, None if is_measured(cand) else neutral))
         return out  # type: ignore[return-value]
 
     def forget(self, names: set[str]) -> None:
@@ -163,11 +184,11 @@ class ScoreCache:
         _forget(self._by_shape, names)
 
 
-def _shape_entry(by_shape: OrderedDict[Hashable, dict[str, Any]], shape: Hashable, limit: int) -> dict[str, Any]:
+def _shape_entry(by_shape: OrderedDict[Hashable, _Kept[T]], shape: Hashable, limit: int) -> _Kept[T]:
     """The entries kept for `shape` (new and empty if it had none), most recently used last."""
     kept = by_shape.get(shape)
     if kept is None:
-        kept = by_shape[shape] = {}
+        kept = by_shape[shape] = _Kept()
         while len(by_shape) > limit:
             by_shape.popitem(last=False)
     else:
@@ -175,7 +196,6 @@ def _shape_entry(by_shape: OrderedDict[Hashable, dict[str, Any]], shape: Hashabl
     return kept
 
 
-def _forget(by_shape: OrderedDict[Hashable, dict[str, Any]], names: set[str]) -> None:
+def _forget(by_shape: OrderedDict[Hashable, _Kept[T]], names: set[str]) -> None:
     for kept in by_shape.values():
-        for name in [n for n in kept if n not in names]:
-            del kept[name]
+        kept.forget(names)

@@ -13,6 +13,7 @@ the same free space.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ import trio
 
 from edge_sched.codecs.kube_objects import ObjectError, node_from_object, placed_pod_from_object
 from edge_sched.core.model import NodeInfo, NodeLoad, PlacedPod
+from edge_sched.runtime.changes import ChangeLog
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class ClusterCache:
     # the verbs read every candidate's load per call, pods change far less often.
     _loads: dict[str, NodeLoad] = attrs.field(factory=dict)
     _changed: trio.Event = attrs.field(factory=trio.Event)
+    changes: ChangeLog = attrs.field(factory=ChangeLog)  # per node, for the verbs (runtime/rows.py)
 
     # -- change notification -------------------------------------------------
     def _touch(self) -> None:
@@ -63,6 +66,7 @@ class ClusterCache:
     def replace_nodes(self, nodes: Iterable[NodeInfo]) -> None:
         self.nodes = {n.name: n for n in nodes}
         self.nodes_synced = True
+        self.changes.everything()
         self._touch()
 
     def upsert_node(self, node: NodeInfo) -> None:
@@ -71,15 +75,18 @@ class ClusterCache:
             # the same record keeps the verbs' per-node work reusable (runtime/candidates.py).
             return
         self.nodes[node.name] = node
+        self.changes.node(node.name)
         self._touch()
 
     def delete_node(self, name: str) -> None:
         self.nodes.pop(name, None)
+        self.changes.node(name)
         self._touch()
 
     # -- pods ----------------------------------------------------------------
     def _account(self, pod: PlacedPod, sign: int) -> None:
         self._loads.pop(pod.node, None)
+        self.changes.node(pod.node)
         totals = self._requested.setdefault(pod.node, {})
         _add(totals, pod.requests, sign)
         self._pod_count[pod.node] = self._pod_count.get(pod.node, 0) + sign
@@ -92,6 +99,7 @@ class ClusterCache:
         for pod in pods:
             self._store_pod(pod)
         self.pods_synced = True
+        self.changes.everything()
         self._touch()
 
     def _store_pod(self, pod: PlacedPod) -> None:
@@ -122,6 +130,7 @@ class ClusterCache:
         self._forget_assumed(pod.uid)
         self._assumed.setdefault(pod.node, {})[pod.uid] = (pod, self.clock() + ttl_s)
         self._assumed_node[pod.uid] = pod.node
+        self.changes.node(pod.node)
         self._touch()
 
     def unassume(self, uid: str) -> None:
@@ -133,6 +142,7 @@ class ClusterCache:
         node = self._assumed_node.pop(uid, None)
         if node is None:
             return
+        self.changes.node(node)
         pods = self._assumed.get(node, {})
         pods.pop(uid, None)
         if not pods:
@@ -164,6 +174,12 @@ class ClusterCache:
             _add(requested, pod.requests, +1)
             count += 1
         return NodeLoad(requested, count)
+
+    def load_until(self, node: str) -> float:
+        """When `load(node)` changes by time alone: its first assumed pod's reservation ends
+        (`clock`); infinity without assumed pods."""
+        pods = self._assumed.get(node)
+        return min(until for _, until in pods.values()) if pods else math.inf
 
     @property
     def synced(self) -> bool:

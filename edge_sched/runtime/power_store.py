@@ -24,6 +24,7 @@ import trio
 
 from edge_sched.core.load import Reading, as_ratio
 from edge_sched.core.power import ComputeType, HostPower, NodePower, PowerReport
+from edge_sched.runtime.changes import ChangeLog
 
 
 @attrs.frozen
@@ -75,6 +76,7 @@ class PowerStore:
     # a node's answer only changes when it reports or when one of its entries expires. The
     # same objects are handed out while it holds (readers reuse work by identity).
     _views: dict[str, _View] = attrs.field(factory=dict)
+    changes: ChangeLog = attrs.field(factory=ChangeLog)  # per node, for the verbs (runtime/rows.py)
 
     # -- writes ---------------------------------------------------------------------------
     def apply(self, report: PowerReport) -> None:
@@ -84,6 +86,7 @@ class PowerStore:
         for name, kind, entry in fresh:
             self._by_node.setdefault(name, {})[kind] = entry
             self._views.pop(name, None)
+            self.changes.node(name)
         self.latest_report_wall = wall
 
     def sweep(self) -> int:
@@ -116,6 +119,11 @@ class PowerStore:
         until = min((e.received_at + self.expiry_s for e in fresh.values()), default=math.inf)
         view = self._views[name] = _View(power, _report_load([fresh[k] for k in sorted(fresh)]), until)
         return view
+
+    def until(self, name: str, now: float) -> float:
+        """When the node's answers change by time alone: its first fresh report expires."""
+        view = self._view(name, now)
+        return view.until if view is not None else math.inf
 
     def node_power(self, name: str, now: float | None = None) -> NodePower | None:
         """The node's fresh entries by type, or None when it has none (as of `now`, default

@@ -45,6 +45,7 @@ from edge_sched.codecs.resource_status import (
 )
 from edge_sched.core.load import STATUS_REPORT, NodeUsage, Reading, resolve_usage
 from edge_sched.core.model import CPU, NodeInfo
+from edge_sched.runtime.changes import ChangeLog
 from edge_sched.runtime.cluster import ClusterCache
 from edge_sched.runtime.power_store import FreshEntry, PowerStore
 from edge_sched.runtime.usage import ReportUsage, UsageStore
@@ -120,7 +121,10 @@ class StatusReportUsage:
     book: StatusBook
     now: float  # book clock, read once per decision
     source: str = STATUS_REPORT
-    max_age_s: float = float("inf")  # the book only returns fresh reports
+
+    @property
+    def max_age_s(self) -> float:
+        return self.book.report_max_age_s  # the book drops older statuses by itself
 
     def get(self, resource: str, node: NodeInfo) -> Reading | None:
         reported = self.book.reported(node.name, self.now)
@@ -161,6 +165,7 @@ class StatusBook:
     clock: Callable[[], float] = trio.current_time
     wall_clock: Callable[[], float] = time.time
     _reported: dict[str, Reported] = attrs.field(factory=dict)
+    changes: ChangeLog = attrs.field(factory=ChangeLog)  # per node, for the verbs (runtime/rows.py)
 
     # -- reported statuses ----------------------------------------------------------------
     def known(self, name: str) -> bool:
@@ -169,6 +174,7 @@ class StatusBook:
 
     def apply(self, report: StatusReport) -> None:
         self._reported[report.node_id] = Reported(report, self.clock(), self.wall_clock())
+        self.changes.node(report.node_id)
 
     def reported(self, name: str, now: float | None = None) -> Reported | None:
         """The node's reported status while fresh (as of `now`, default the book's clock)."""
@@ -637,7 +643,7 @@ def build_resource_status(
     metrics = build_resource_status_metrics(registry)
     book = StatusBook(cache, report_max_age_s, power=power, usage=usage)
     if usage is not None:
-        usage.attach(STATUS_REPORT, book.usage_source)
+        usage.attach(STATUS_REPORT, book.usage_source, book.changes)
     return ResourceStatusService(
         settings, book, ClientSet(settings.max_connections, metrics), metrics, auth_token=auth_token
     )

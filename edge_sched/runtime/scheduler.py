@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+from itertools import filterfalse, repeat
+from operator import attrgetter, is_
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -36,6 +38,7 @@ from edge_sched.core.scoring import (
 )
 from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
 from edge_sched.runtime.candidates import CandidateCache, ScoreCache, VerdictCache, candidate_of, judge
+from edge_sched.runtime.changes import ChangeLog
 from edge_sched.runtime.cluster import ClusterCache
 from edge_sched.runtime.events import EventRecorder
 from edge_sched.runtime.metrics import Metrics
@@ -46,12 +49,14 @@ from edge_sched.runtime.plans import (
     prefer_planned,
 )
 from edge_sched.runtime.power import PowerService
+from edge_sched.runtime.rows import NodeRows
 from edge_sched.runtime.usage import UsageStore
 from edge_sched.settings import Settings
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_NODE_NOTE = "not in edge-sched's node cache; passed unchecked"
+VERDICT, NODE, REASON, UNJUDGED = (attrgetter(a) for a in ("verdict", "node", "reason", "unjudged"))
 RECENT_DECISIONS = 500
 # Deleted nodes' reusable entries are dropped once this many have piled up.
 FORGET_SLACK = 64
@@ -102,6 +107,8 @@ class Scheduler:
     _candidates: CandidateCache = attrs.field(factory=CandidateCache)
     _verdicts: VerdictCache = attrs.field(factory=VerdictCache)
     _scores: ScoreCache = attrs.field(factory=ScoreCache)
+    # Candidates of NodeNames calls, without and with computing power (runtime/rows.py).
+    _rows: dict[bool, NodeRows] = attrs.field(factory=lambda: {False: NodeRows(), True: NodeRows()})
 
     # -- inputs --------------------------------------------------------------
     def gather(self, args: wire.ExtenderArgs, *, with_power: bool = False) -> Gathered:
@@ -127,25 +134,53 @@ class Scheduler:
         nodes = self.cache.nodes
         load_of = self.cache.load
         reuse = self._candidates.candidate
-        for name in args.node_names or ():
+        names = args.node_names or ()
+        now = self.cache.clock()
+        logs = self._change_logs()
+        rows = None
+        if logs is not None:
+            rows = self._rows[with_power]
+            rows.refresh(logs, now)
+            kept = list(map(rows.candidates.get, names))
+            if not any(map(is_, kept, repeat(None))):  # every node unchanged
+                return Gathered(cast(list[Candidate], kept), invalid, unknown)
+        for name in names:
+            if rows is not None and (row := rows.candidates.get(name)) is not None:
+                candidates.append(row)
+                continue
             known = nodes.get(name)
             if known is None:
                 unknown.append(name)
                 continue
-            candidates.append(
-                reuse(
-                    known,
-                    load_of(name),
-                    usage_of(known) if usage_of is not None else None,
-                    power_of(name) if power_of is not None else None,
-                )
-            )
+            usage = usage_of(known) if usage_of is not None else None
+            cand = reuse(known, load_of(name), usage, power_of(name) if power_of is not None else None)
+            candidates.append(cand)
+            if rows is not None:
+                until = self.cache.load_until(name)
+                if usage is not None:
+                    until = min(until, usage.until)
+                if power_of is not None and self.power is not None:
+                    until = min(until, self.power.store.until(name, now))
+                rows.put(name, cand, until, now)
         if len(self._candidates) > len(nodes) + FORGET_SLACK:
             names = set(nodes)
             self._candidates.forget(names)
             self._verdicts.forget(names)
             self._scores.forget(names)
         return Gathered(candidates, invalid, unknown)
+
+    def _change_logs(self) -> list[ChangeLog] | None:
+        """Every log a change to a candidate's inputs is written to; None when some store
+        behind the usage keeps none (then every node is looked at on every call)."""
+        logs = [self.cache.changes]
+        if self.usage is not None:
+            usage_logs = self.usage.change_logs()
+            if usage_logs is None:
+                return None
+            logs += usage_logs
+        if self.power is not None:
+            logs.append(self.power.store.changes)
+        return logs
 
     @property
     def limits(self) -> FilterLimits:
@@ -187,16 +222,12 @@ class Scheduler:
             judgements = self._verdicts.judge(pod, gathered.candidates, limits)
         else:
             judgements = [judge(pod, c, limits) for c in gathered.candidates]
-        for judged in judgements:
-            verdict = judged.verdict
-            if verdict.passed:
-                passed.append(verdict.node)
-                if judged.unjudged:
-                    unjudged.setdefault(judged.unjudged, []).append(verdict.node)
-            elif verdict.unresolvable:
-                unresolvable[verdict.node] = verdict.reason
-            else:
-                failed[verdict.node] = verdict.reason
+        verdicts = list(map(VERDICT, judgements))
+        passed += map(NODE, filterfalse(REASON, verdicts))  # no reason: passed
+        for verdict in filter(REASON, verdicts):
+            (unresolvable if verdict.unresolvable else failed)[verdict.node] = verdict.reason
+        for judged in filter(UNJUDGED, judgements):  # only set on nodes that passed
+            unjudged.setdefault(judged.unjudged, []).append(judged.verdict.node)
         notes = tuple(f"{name}: {UNKNOWN_NODE_NOTE}" for name in gathered.unknown)
         notes += _power_notes(pod, unjudged)
         self.plans.record_filter(pod, frozenset(passed), notes)

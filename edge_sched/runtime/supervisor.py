@@ -288,7 +288,7 @@ def build_usage(settings: Settings, cache: ClusterCache, metrics: Metrics, power
     monitor = settings.monitor
     usage = UsageStore(damping_settle_s=monitor.metrics_window_min * 60.0 if settings.load.hotspot_damping else None)
     if power is not None:
-        usage.attach_reports(power.store.usage_reader)
+        usage.attach_reports(power.store.usage_reader, power.store.expiry_s, power.store.changes)
     metrics.registry.register(usage.collector(lambda: cache.nodes.values()))
     return usage
 

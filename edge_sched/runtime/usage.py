@@ -36,11 +36,11 @@ from edge_sched.core.load import (
     SeriesIndex,
     SourceReadings,
     UsageSource,
-    VersionedSource,
     damp,
     resolve_usage,
 )
 from edge_sched.core.model import CPU, MEMORY, NodeInfo
+from edge_sched.runtime.changes import ChangeLog
 from edge_sched.runtime.power_store import ReportLoad
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,8 @@ class SourceState:
 class ReportUsage:
     """UDP report load as a usage source, read per node from the power store.
 
-    The power store already drops reports older than COMPUTING_POWER_EXPIRY_TIME, so what
-    it returns is fresh by its own rule (readings never age here); each reading is stamped
-    with when its report arrived. The store hands out the same `ReportLoad` object while a
+    The power store drops reports older than COMPUTING_POWER_EXPIRY_TIME (`max_age_s`) by
+    itself; each reading is stamped with when its report arrived. The store hands out the same `ReportLoad` object while a
     node's answer holds, so `version` tells a reader when a kept answer is still good.
     """
 
@@ -122,12 +121,16 @@ class UsageStore:
     # node -> (how it was resolved, the answer); see `reader`.
     _resolved: dict[str, tuple[_Resolved, NodeUsage]] = attrs.field(factory=dict)
     _epoch: int = 0  # bumped whenever any source's readings or the source list change
+    changes: ChangeLog = attrs.field(factory=ChangeLog)  # per node, for the verbs (runtime/rows.py)
+    # attached source -> the log its own store writes; None: it keeps none
+    _attached_logs: dict[str, ChangeLog | None] = attrs.field(factory=dict)
 
     def _sources_changed(self) -> None:
         # Every kept answer was resolved from the old sources; a reader made before the
         # change (same call) must not store what it resolves from them (see `reader`).
         self._epoch += 1
         self._resolved.clear()
+        self.changes.everything()
 
     # -- writers -----------------------------------------------------------------------
     def enable(self, source: str, max_age_s: float) -> None:
@@ -143,16 +146,32 @@ class UsageStore:
             state.changed()
         self._sources_changed()
 
-    def attach(self, source: str, provider: Callable[[], UsageSource | None]) -> None:
-        """Read a source through `provider` at decision time instead of a poller."""
+    def attach(
+        self, source: str, provider: Callable[[], UsageSource | None], changes: ChangeLog | None = None
+    ) -> None:
+        """Read a source through `provider` at decision time instead of a poller; `changes`:
+        the log its store writes each node's changes to (without one, `change_logs` is None
+        and the verbs look at every node on every call)."""
         self._providers[source] = provider
+        self._attached_logs[source] = changes
         self._sources_changed()
 
-    def attach_reports(self, reader: Callable[[], Callable[[str], ReportLoad]]) -> None:
+    def change_logs(self) -> list[ChangeLog] | None:
+        """Every log a change of a node's usage is written to (this store's and the attached
+        sources' stores'); None when an attached source keeps none."""
+        attached = list(self._attached_logs.values())
+        if any(log is None for log in attached):
+            return None
+        return [self.changes, *attached]  # type: ignore[list-item]
+
+    def attach_reports(
+        self, reader: Callable[[], Callable[[str], ReportLoad]], max_age_s: float, changes: ChangeLog | None = None
+    ) -> None:
         """Use the CPU/memory load of fresh UDP computing-power reports as the live source
         after the polled ones; `reader` gives a node -> load look-up for one decision
-        (`PowerStore.usage_reader`)."""
-        self.attach(UDP_REPORT, lambda: ReportUsage(reader()))
+        (`PowerStore.usage_reader`), `max_age_s` is how long a report stays fresh and
+        `changes` the power store's log."""
+        self.attach(UDP_REPORT, lambda: ReportUsage(reader(), max_age_s=max_age_s), changes)
 
     def publish(self, source: str, resource: str, readings: SeriesIndex) -> None:
         """A successful answer: replace `resource`'s readings of `source`."""
@@ -180,6 +199,7 @@ class UsageStore:
         kept = [p for p in self._placements.get(node, ()) if p.at > now - self._placement_horizon()]
         kept.append(Placement(node, now, dict(requests)))
         self._placements[node] = kept
+        self.changes.node(node)
 
     def _placement_horizon(self) -> float:
         # A placement matters while some fresh reading can still predate it by less
@@ -237,8 +257,9 @@ class UsageStore:
         keepable: dict[str, float] = {}  # the leading polled and versioned sources -> their freshness limit
         versioned: list[Callable[[NodeInfo], object]] = []
         for snap in snapshots:
-            if isinstance(snap, VersionedSource):
-                versioned.append(snap.version)
+            version = getattr(snap, "version", None)  # see UsageSource
+            if version is not None:
+                versioned.append(version)
             elif not isinstance(snap, SourceReadings):
                 break
             keepable[snap.source] = snap.max_age_s

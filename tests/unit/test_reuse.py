@@ -119,6 +119,7 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
         router=attrs.evolve(base.router, enabled=False),
         load=attrs.evolve(base.load, stale_policy=stale_policy),
         scheduler=attrs.evolve(base.scheduler, enable_gpu_scheduling=gpu_preference),
+        computing_power=attrs.evolve(base.computing_power, expiry_s=45.0),  # reports expire often
     )
     cache = ClusterCache(clock=clock)
     usage = UsageStore(clock=clock, damping_settle_s=20.0)
@@ -126,9 +127,9 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
     metrics = build_metrics(CollectorRegistry())
     power = build_power_service(cfg, CollectorRegistry())
     power.store.clock = clock
-    usage.attach_reports(power.store.usage_reader)
+    usage.attach_reports(power.store.usage_reader, power.store.expiry_s, power.store.changes)
     book = StatusBook(cache, report_max_age_s=60.0, clock=clock)
-    usage.attach(STATUS_REPORT, book.usage_source)
+    usage.attach(STATUS_REPORT, book.usage_source, book.changes)
     plans = PlanStore(clock=clock, expiration_s=300)
     reusing = Scheduler(cfg, cache, plans, metrics, None, wall_clock=clock, usage=usage, power=power)
     reusing._verdicts.shapes = reusing._scores.shapes = 3  # fewer than SHAPES: shapes are dropped and come back
@@ -153,6 +154,7 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
         lambda: usage.note_placement(rng.choice(NAMES), {"cpu": 1000}),
         lambda: cache.delete_pod(rng.choice(list(cache.pods) or ["none"])),
         lambda: cache.unassume(f"a{rng.randrange(uid + 1)}"),
+        lambda: cache.unassume(rng.choice(sorted(cache._assumed_node) or ["none"])),  # a live reservation
         # A pod re-sent unchanged (a status update), or moved with other requests.
         lambda: [cache.upsert_pod(p) for p in rng.sample(list(cache.pods.values()), min(2, len(cache.pods)))],
         lambda: [cache.upsert_pod(attrs.evolve(p, node=rng.choice(NAMES), requests={"cpu": 300}))

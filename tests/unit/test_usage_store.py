@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import pytest
 from prometheus_client import generate_latest
@@ -62,7 +64,7 @@ def test_fallback_chain_prometheus_then_metrics_api_then_reports_then_requests()
     usage.publish(METRICS_API, "cpu", of(a=0.2, b=0.3))
     usage.publish(METRICS_API, "memory", of(a=0.2, b=0.4))
     reports = {"a": load(0.7, 0.7), "b": load(0.6, 0.6), "c": load(0.15, 0.25)}
-    usage.attach_reports(lambda: lambda name: reports.get(name, NO_LOAD))
+    usage.attach_reports(lambda: lambda name: reports.get(name, NO_LOAD), math.inf)
     assert usage.sources_by_node([A, B, C]) == {"a": PROMETHEUS, "b": METRICS_API, "c": UDP_REPORT}
     c = usage.usage(C)
     assert (c.source, c.cpu, c.memory) == (UDP_REPORT, 0.15, 0.25)
@@ -161,7 +163,7 @@ def test_load_source_gauge_is_computed_at_scrape_time() -> None:
 
 def test_other_attached_sources_come_after_the_s7_chain() -> None:
     usage, _ = store()
-    usage.attach_reports(lambda: lambda name: load(0.4, 0.4) if name == "a" else NO_LOAD)
+    usage.attach_reports(lambda: lambda name: load(0.4, 0.4) if name == "a" else NO_LOAD, math.inf)
     usage.attach("status-report", lambda: SourceReadings("status-report", 60.0, cpu=of(a=0.9, b=0.2)))
     assert usage.sources_by_node([A, B]) == {"a": UDP_REPORT, "b": "status-report"}
     assert list(usage.source_status()) == [PROMETHEUS, METRICS_API, UDP_REPORT, "status-report"]
@@ -187,7 +189,7 @@ def test_a_reader_keeps_a_report_answer_while_the_power_store_hands_out_the_same
         asked.append(name)
         return reports.get(name, NO_LOAD)
 
-    usage.attach_reports(lambda: usage_of)
+    usage.attach_reports(lambda: usage_of, math.inf)
     first = usage.reader()(A)
     assert (first.source, first.cpu, first.memory) == (UDP_REPORT, 0.4, 0.5)
     asked.clear()
