@@ -383,6 +383,46 @@ def term_weights(
     return {k: w / total for k, w in raw.items() if w > 0}
 
 
+@attrs.frozen
+class TermScale:
+    """What a call's power term depends on beyond each node's own report: the types in the
+    term with their weights and the candidates' best availability of each."""
+
+    applies: bool  # some needed type is reported by a candidate: the term is blended in
+    parts: tuple[tuple[ComputeType, float, float], ...] = ()  # (type, weight, best > 0)
+
+
+def term_scale(
+    demand: PowerDemand,
+    reported: Iterable[ComputeType],
+    best: Mapping[ComputeType, float],
+    weights: PowerWeights,
+    *,
+    gpu_preference: bool,
+) -> TermScale:
+    """`reported`: the types some candidate has a fresh report of; `best`: per needed type,
+    the largest availability among the candidates (0 when none has any)."""
+    w = term_weights(demand, reported, weights, gpu_preference=gpu_preference)
+    return TermScale(bool(w), tuple((k, wk, best[k]) for k, wk in w.items() if best[k] > 0))
+
+
+def node_term(scale: TermScale, power: NodePower | None) -> float:
+    """One node's power term, Σ w_t · avail_t / best_t in 0..1 (spec S5)."""
+    total = 0.0
+    if power is not None:
+        for kind, weight, best in scale.parts:
+            available = power.available(kind)
+            if available is not None:
+                total += weight * max(0.0, available) / best
+    return min(1.0, max(0.0, total))
+
+
+def usable_power(power: NodePower | None, kind: ComputeType) -> float:
+    """What `best` compares: the node's availability of `kind`, 0 when negative or unreported."""
+    available = power.available(kind) if power is not None else None
+    return max(0.0, available) if available is not None else 0.0
+
+
 def power_terms(
     demand: PowerDemand,
     candidates: Sequence[Candidate],
@@ -398,19 +438,11 @@ def power_terms(
     """
     powers = [c.power for c in candidates]
     reported: set[ComputeType] = set().union(*(p.entries for p in powers if p is not None))
-    w = term_weights(demand, reported, weights, gpu_preference=gpu_preference)
-    if not w:
+    best = {k: max((usable_power(p, k) for p in powers), default=0.0) for k in demand.needed}
+    scale = term_scale(demand, reported, best, weights, gpu_preference=gpu_preference)
+    if not scale.applies:
         return {}
-    totals = [0.0] * len(powers)
-    for kind, weight in w.items():  # one pass per type, each node's availability read once
-        avail = [p.available(kind) if p is not None else None for p in powers]
-        best = max(a or 0.0 for a in avail)
-        if best <= 0:
-            continue
-        for i, a in enumerate(avail):
-            if a is not None:
-                totals[i] += weight * max(0.0, a) / best
-    return {c.name: min(1.0, max(0.0, t)) for c, t in zip(candidates, totals)}
+    return {c.name: node_term(scale, p) for c, p in zip(candidates, powers)}
 
 
 def blend(resource_value: float, power_term: float | None) -> float:

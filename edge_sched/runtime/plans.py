@@ -13,11 +13,14 @@ batch plan into the plan it stores (`prefer_planned`), which bind then follows.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import compress, repeat
+from operator import eq
 from typing import Any
 
 import attrs
 
 from edge_sched.core.model import PodDemand
+from edge_sched.core.scoring import best_node
 
 MAX_SCORE = 10  # extender scores are 0..10
 
@@ -84,6 +87,16 @@ class ScoreTable(Mapping[str, ScoreDetail]):
     def extender_scores(self) -> dict[str, int]:
         """node -> the 0..10 score kube-scheduler is told."""
         return dict(zip(self._names, self._scores))
+
+    def best(self, feasible: frozenset[str]) -> str | None:
+        """core/scoring.py `best_node` over the feasible nodes: the highest value, ties to
+        the alphabetically first name."""
+        if feasible.issuperset(self._names):
+            if not self._values:
+                return None
+            top = max(self._values)
+            return min(compress(self._names, map(eq, self._values, repeat(top))))
+        return best_node({n: v for n, v in zip(self._names, self._values) if n in feasible})
 
     def with_scores(self, scores: Sequence[int]) -> ScoreTable:
         return ScoreTable(self._names, scores, self._values, self._components)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from itertools import filterfalse, repeat
 from operator import attrgetter, is_
 from collections import deque
@@ -27,15 +28,9 @@ from edge_sched.codecs.kube_objects import (
 from edge_sched.codecs.task_objects import PLANNED_NODE_ANNOTATION, planned_node
 from edge_sched.core.filtering import FilterLimits, filter_node
 from edge_sched.core.load import LoadLimits, NodeUsage
-from edge_sched.core.model import Candidate, NodeInfo, NodeLoad, PlacedPod, PodDemand
-from edge_sched.core.power import NodePower, blend, power_terms, with_power_demand
-from edge_sched.core.scoring import (
-    NodeScore,
-    ScoreWeights,
-    best_node,
-    score_nodes,
-    to_extender_scores,
-)
+from edge_sched.core.model import CPU, MEMORY, Candidate, NodeInfo, NodeLoad, PlacedPod, PodDemand
+from edge_sched.core.power import NodePower, with_power_demand
+from edge_sched.core.scoring import ScoreWeights, score_nodes
 from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
 from edge_sched.runtime.candidates import CandidateCache, ScoreCache, VerdictCache, candidate_of, judge
 from edge_sched.runtime.changes import ChangeLog
@@ -50,6 +45,7 @@ from edge_sched.runtime.plans import (
 )
 from edge_sched.runtime.power import PowerService
 from edge_sched.runtime.rows import NodeRows
+from edge_sched.runtime.score_board import Boards, PowerContext, build
 from edge_sched.runtime.usage import UsageStore
 from edge_sched.settings import Settings
 
@@ -109,6 +105,7 @@ class Scheduler:
     _scores: ScoreCache = attrs.field(factory=ScoreCache)
     # Candidates of NodeNames calls, without and with computing power (runtime/rows.py).
     _rows: dict[bool, NodeRows] = attrs.field(factory=lambda: {False: NodeRows(), True: NodeRows()})
+    _boards: Boards = attrs.field(factory=Boards)  # prioritize's columns per pod shape
 
     # -- inputs --------------------------------------------------------------
     def gather(self, args: wire.ExtenderArgs, *, with_power: bool = False) -> Gathered:
@@ -271,34 +268,32 @@ class Scheduler:
             expires_at=now + self.settings.scheduler.plan_expiration_s,
         )
 
-    def _resource_scores(self, pod: PodDemand, gathered: Gathered, weights: ScoreWeights) -> list[NodeScore]:
+    def _score_table(self, pod: PodDemand, gathered: Gathered) -> ScoreTable:
+        """Every candidate's score: kept per shape and updated where candidates changed
+        (runtime/score_board.py), or, for node objects sent in the call, computed afresh."""
+        opt = self.settings.optimizer
+        weights = ScoreWeights(cpu=opt.weight_cpu, memory=opt.weight_memory)
+        power = None
+        if self.power is not None:
+            power = PowerContext(self.power.weights, self.settings.scheduler.enable_gpu_scheduling)
         if not gathered.reusable:
-            return score_nodes(pod, gathered.candidates, weights)
-        return self._scores.scores(pod, gathered.candidates, weights)
+            return build(pod, gathered.candidates, lambda cands: score_nodes(pod, cands, weights), power).table
+        demand = pod.power_demand
+        shape = (
+            pod.requests.get(CPU, 0), pod.requests.get(MEMORY, 0), weights, power,
+            (demand.cpu, demand.gpu, demand.fpga) if demand is not None else None,
+        )
+        score = partial(self._scores.scores, pod, weights=weights)
+        return self._boards.table(shape, pod, gathered.candidates, score, power)
 
     def _score(self, pod: PodDemand, gathered: Gathered, planned: SchedulingPlan | None) -> ScoreTable:
         opt = self.settings.optimizer
-        weights = ScoreWeights(cpu=opt.weight_cpu, memory=opt.weight_memory)
-        resource = self._resource_scores(pod, gathered, weights)
-        names = [s.node for s in resource]
-        components = {
-            "cpu_free": [s.components["cpu_free"] for s in resource],
-            "memory_free": [s.components["memory_free"] for s in resource],
-        }
-        terms = self._power_terms(pod, gathered.candidates)
-        if terms:
-            power = components["power"] = [terms[n] for n in names]
-            values = [blend(s.value, t) for s, t in zip(resource, power)]
-        else:
-            values = [s.value for s in resource]
-        by_node = dict(zip(names, values))
-        ints = to_extender_scores(by_node)
-        table = ScoreTable(names, [ints[n] for n in names], values, components)
+        table = self._score_table(pod, gathered)
         outcome = self.plans.filter_outcome(pod)
-        feasible = outcome.feasible if outcome is not None else frozenset(by_node)
+        feasible = outcome.feasible if outcome is not None else frozenset(table.names)
         notes = outcome.notes if outcome is not None else ()
         now = self.wall_clock()
-        selected = best_node({n: v for n, v in by_node.items() if n in feasible})
+        selected = table.best(feasible)
         # A joint placement (S10) that puts this pod on a node that passed filter: that node scores 10.
         table, batch = prefer_planned(table, planned, feasible)
         if batch is not None:
@@ -332,17 +327,6 @@ class Scheduler:
             return pod, False
         demand = await self.power.demand(args.pod, pod)
         return with_power_demand(pod, demand), True
-
-    def _power_terms(self, pod: PodDemand, candidates: list[Candidate]) -> dict[str, float]:
-        """The score's power term per node (S5); {} when there is none to blend in."""
-        if pod.power_demand is None or self.power is None:
-            return {}
-        return power_terms(
-            pod.power_demand,
-            candidates,
-            self.power.weights,
-            gpu_preference=self.settings.scheduler.enable_gpu_scheduling,
-        )
 
     # -- bind ----------------------------------------------------------------
     def _choices(self, args: wire.BindingArgs, plan: SchedulingPlan | None) -> list[str]:

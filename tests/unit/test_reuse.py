@@ -198,3 +198,96 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
     # The sequence reached both outcomes often, so the comparison meant something.
     assert seen["passed"] > 300 and seen["failed"] > 300, seen
     assert sources == {PROMETHEUS, UDP_REPORT, STATUS_REPORT, REQUESTS}, sources
+
+
+async def test_prioritize_updates_its_columns_as_without_reuse() -> None:
+    """Every node measured and named in the same order, a few changing between calls: the
+    scores are updated in place (runtime/score_board.py), including when the change moves the
+    best power availability or the range of values, and must still equal a fresh scheduler's."""
+    rng = random.Random(1204)
+    names = [f"m{i}" for i in range(40)]
+    clock = Clock()
+    base = Settings()
+    cfg = attrs.evolve(  # reports expire: types leave the term and come back
+        base, router=attrs.evolve(base.router, enabled=False),
+        computing_power=attrs.evolve(base.computing_power, expiry_s=20.0),
+    )
+    cache = ClusterCache(clock=clock)
+    usage = UsageStore(clock=clock)
+    usage.enable(PROMETHEUS, 60.0)
+    metrics = build_metrics(CollectorRegistry())
+    power = build_power_service(cfg, CollectorRegistry())
+    power.store.clock = clock
+    plans = PlanStore(clock=clock, expiration_s=300)
+    reusing = Scheduler(cfg, cache, plans, metrics, None, wall_clock=clock, usage=usage, power=power)
+    cache.replace_nodes([attrs.evolve(node(rng, "n0"), name=n, addresses=()) for n in names])
+    cache.replace_pods([])
+    readings = {r: {n: rng.random() for n in names} for r in ("cpu", "memory")}
+
+    def publish(resource: str, aged: str | None = None) -> None:
+        """`aged`: a node whose reading is nearly a minute old, so it alone ages out at the
+        next step, leaving it unmeasured (scored with the others' median: a rebuild)."""
+        index = {n: Reading(v, clock.now - (59.2 if n == aged else 0)) for n, v in readings[resource].items()}
+        usage.publish(PROMETHEUS, resource, SeriesIndex.of_nodes(index))
+
+    def reading() -> None:
+        resource = rng.choice(["cpu", "memory"])
+        for n in names:  # series gone missing come back
+            readings[resource].setdefault(n, rng.random())
+        readings[resource][rng.choice(names)] = rng.choice([0.0, 0.99, rng.random()])  # extremes move the range
+        publish(resource)
+
+    def missing() -> None:  # a node's series goes missing (its score then uses the others' median), or come back
+        for resource in ("cpu", "memory"):
+            if len(readings[resource]) < len(names):
+                readings[resource].update({n: rng.random() for n in names if n not in readings[resource]})
+                publish(resource)
+                return
+        resource = rng.choice(["cpu", "memory"])
+        del readings[resource][rng.choice(names)]
+        publish(resource)
+
+    def gpu_report() -> None:  # a free GPU far above the others moves the best availability
+        name = rng.choice(names)
+        units = (PowerUnit(rng.choice([10.0, 80.0]), rng.randrange(0, 100), 16.0),)
+        power.store.apply(PowerReport(1, (HostPower(name, ComputeType.GPU, 16, 8, units),)))
+
+    for resource in ("cpu", "memory"):
+        publish(resource)
+    for n in names:  # CPU only: the first GPU report brings the GPU type into the term
+        power.store.apply(PowerReport(1, (HostPower(n, ComputeType.CPU, 16, 8, (PowerUnit(2.5, rng.randrange(100)),) * 4),)))
+    changes = [  # readings and missing series replace every node's usage: a rebuild; the rest, updates
+        reading,
+        missing,
+        lambda: publish(rng.choice(["cpu", "memory"]), aged=rng.choice(names)),
+        gpu_report,
+        gpu_report,
+        lambda: power.store.apply(report(rng, rng.choice(names))),
+        lambda: power.store.apply(report(rng, rng.choice(names))),
+        lambda: cache.upsert_node(attrs.evolve(node(rng, "n0"), name=rng.choice(names), addresses=())),
+        lambda: cache.assume(PlacedPod(f"a{rng.random()}", "default", "a", rng.choice(names), {"cpu": 900}), 600.0),
+        lambda: cache.assume(PlacedPod(f"a{rng.random()}", "default", "a", rng.choice(names), {"cpu": 900}), 600.0),
+    ]
+    updated = 0
+    for step in range(900):
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            rng.choice(changes)()
+        clock.now += 0.5
+        if step % 50 == 0:  # now and then another order: a rebuild
+            names = rng.sample(names, len(names))
+        elif step % 10 == 0:  # two nodes swapped: an update that moves names
+            i, j = rng.sample(range(len(names)), 2)
+            names[i], names[j] = names[j], names[i]
+        call = wire.parse_extender_args({"Pod": pod(step, rng.choice([0, 1, 2, 5, 5])), "NodeNames": list(names)})
+        fresh = Scheduler(cfg, cache, PlanStore(clock=clock, expiration_s=300), metrics, None,
+                          wall_clock=clock, usage=Uncached(usage), power=power)  # type: ignore[arg-type]
+        before = {shape: (board, board.table) for shape, board in reusing._boards._by_shape.items()}
+        assert await reusing.prioritize(call) == await fresh.prioritize(call), step
+        ours, theirs = plans.get(f"default/p{step}"), fresh.plans.get(f"default/p{step}")
+        assert ours is not None and theirs is not None and ours.to_json() == theirs.to_json(), step
+        shape, board = next(reversed(reusing._boards._by_shape.items()))  # the board this call used
+        kept, table = before.get(shape, (None, None))
+        updated += kept is board and table is not board.table
+    print(updated)
+    # Many calls updated a kept board (rather than building one), so the comparison covered updates.
+    assert updated > 60, updated
