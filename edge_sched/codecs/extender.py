@@ -9,11 +9,16 @@ and we never name a node that was not offered.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
-from typing import Any
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from operator import add
+from typing import Any, Final, overload
 
 import attrs
+
+from edge_sched.core.scoring import MAX_EXTENDER_SCORE
 
 
 class ExtenderInputError(ValueError):
@@ -102,8 +107,64 @@ def filter_result(
     return result
 
 
-def host_priority_list(scores: Mapping[str, int]) -> list[dict[str, Any]]:
-    return [{"Host": host, "Score": int(score)} for host, score in scores.items()]
+@attrs.frozen(eq=False)
+class HostPriorityList(Sequence[dict[str, Any]]):
+    """A prioritize answer, `[{"Host": …, "Score": …}]`, kept as two columns.
+
+    Reads as the list of dicts it encodes to (and equals that list), but is encoded
+    without building one dict per node: at 1,000 nodes json.dumps of the dicts took 0.4 ms,
+    a third of a prioritize call. Each host's `{"Host":"…","Score":` is kept once encoded.
+    """
+
+    hosts: tuple[str, ...]
+    scores: tuple[int, ...]
+
+    @classmethod
+    def of(cls, scores: Mapping[str, int]) -> HostPriorityList:
+        return cls(tuple(scores), tuple(map(int, scores.values())))
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return self.to_json()[index]
+        return {"Host": self.hosts[index], "Score": self.scores[index]}
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, HostPriorityList):
+            return self.hosts == other.hosts and self.scores == other.scores
+        return isinstance(other, list) and self.to_json() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"Host": host, "Score": score} for host, score in zip(self.hosts, self.scores)]
+
+    def encode(self) -> bytes:
+        """The JSON bytes `json.dumps(self.to_json(), separators=(",", ":"))` would give."""
+        tails = list(map(_SCORE_TAILS.get, self.scores))
+        if None in tails:  # a score outside 0..10 (never from edge-sched): the general encoder
+            return json.dumps(self.to_json(), separators=(",", ":"), allow_nan=False).encode()
+        heads = list(map(_HOST_HEADS.get, self.hosts))
+        if None in heads:
+            if len(_HOST_HEADS) > _HOST_HEADS_KEPT:
+                _HOST_HEADS.clear()
+            for host in self.hosts:
+                _HOST_HEADS[host] = '{"Host":' + encode_basestring_ascii(host) + ',"Score":'
+            heads = list(map(_HOST_HEADS.__getitem__, self.hosts))
+        return ("[" + ",".join(map(add, heads, tails)) + "]").encode()
+
+
+# `N}` for each score an extender gives, 0..10.
+_SCORE_TAILS: Final = {score: f"{score}}}" for score in range(MAX_EXTENDER_SCORE + 1)}
+# host -> its encoded `{"Host":"…","Score":`, for the hosts of the last calls (cleared past this many).
+_HOST_HEADS: dict[str, str] = {}
+_HOST_HEADS_KEPT: Final = 20_000
 
 
 @attrs.frozen

@@ -231,22 +231,22 @@ class Scheduler:
         return wire.filter_result(args, passed, failed, unresolvable)
 
     # -- prioritize ----------------------------------------------------------
-    async def prioritize(self, args: wire.ExtenderArgs) -> list[dict[str, Any]]:
+    async def prioritize(self, args: wire.ExtenderArgs) -> wire.HostPriorityList:
         try:
             pod = pod_demand_from_object(args.pod)
         except ObjectError as exc:
             log.warning("prioritize: neutral scores for an undecodable pod: %s", exc)
-            names = [c.name for c in self.gather(args).candidates]
-            return wire.host_priority_list({n: 0 for n in names})
+            return wire.HostPriorityList.of(dict.fromkeys([c.name for c in self.gather(args).candidates], 0))
         if not self.settings.optimizer.enabled:
             gathered = self.gather(args)
             names = [c.name for c in gathered.candidates] + list(gathered.invalid) + gathered.unknown
-            return wire.host_priority_list({n: 0 for n in names})
+            return wire.HostPriorityList.of(dict.fromkeys(names, 0))
         pod, with_power = await self._with_power(args, pod, rule5=False)
         gathered = self.gather(args, with_power=with_power)
-        names = [c.name for c in gathered.candidates] + list(gathered.invalid) + gathered.unknown
-        scored = self._score(pod, gathered, self._planned(pod, args.pod)).extender_scores()
-        return wire.host_priority_list({n: scored.get(n, 0) for n in names})
+        scored = self._score(pod, gathered, self._planned(pod, args.pod)).extender_scores()  # in candidate order
+        for name in [*gathered.invalid, *gathered.unknown]:  # nodes not scored get 0
+            scored.setdefault(name, 0)
+        return wire.HostPriorityList.of(scored)
 
     def _planned(self, pod: PodDemand, pod_object: Any) -> SchedulingPlan | None:
         """The joint placement this pod should follow (S10): a batch plan made for it, else

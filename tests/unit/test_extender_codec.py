@@ -1,5 +1,8 @@
 """Extender wire format: Go field names, any case in, exact names out (C01, C02, C04)."""
 
+import json
+import random
+
 import pytest
 
 from edge_sched.codecs import extender as wire
@@ -77,7 +80,9 @@ def test_filter_result_never_names_nodes_not_offered() -> None:
 
 
 def test_host_priority_list_uses_go_names() -> None:
-    assert wire.host_priority_list({"n1": 7}) == [{"Host": "n1", "Score": 7}]
+    answer = wire.HostPriorityList.of({"n1": 7})
+    assert answer == [{"Host": "n1", "Score": 7}]
+    assert answer.encode() == b'[{"Host":"n1","Score":7}]'
 
 
 def test_binding_args_any_case() -> None:
@@ -114,3 +119,15 @@ def test_preemption_victim_pods_that_are_not_a_list_are_a_bad_request(pods: obje
     # Found by tests/faults: a number here raised TypeError (HTTP 500).
     with pytest.raises(wire.ExtenderInputError, match=r"NodeNameToMetaVictims\.n1\.Pods: expected a list"):
         wire.parse_preemption_args({"Pod": {}, "NodeNameToMetaVictims": {"n1": {"Pods": pods}}})
+
+
+def test_host_priority_list_encodes_as_json_dumps_would() -> None:
+    """The column encoder (kept `{"Host":…` heads) gives json.dumps's bytes for any host
+    name (quotes, backslashes, control and non-ASCII characters, lone surrogates) and score."""
+    rng = random.Random(4)
+    alphabet = 'ab"\\\u00e9\u2028\x00\n-\ud800'
+    for _ in range(300):
+        names = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(rng.randrange(12))]
+        answer = wire.HostPriorityList.of({n: rng.choice([0, 3, 10, 11, -1]) for n in names})
+        assert answer.encode() == json.dumps(answer.to_json(), separators=(",", ":")).encode()
+        assert json.loads(answer.encode()) == answer
