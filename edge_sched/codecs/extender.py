@@ -87,9 +87,11 @@ def filter_result(
     failed: Mapping[str, str],
     unresolvable: Mapping[str, str],
     error: str = "",
+    node_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """ExtenderFilterResult in the same node form the request used."""
-    keep = set(passed)
+    """ExtenderFilterResult in the same node form the request used. `node_names`: the
+    `NodeNames` answer when the caller already has it (the names sent that passed, in order)."""
+    keep = set(passed) if node_names is None else set()
     result: dict[str, Any] = {
         "Nodes": None,
         "NodeNames": None,
@@ -103,7 +105,7 @@ def filter_result(
         node_list["items"] = items
         result["Nodes"] = node_list
     else:
-        result["NodeNames"] = [n for n in (args.node_names or ()) if n in keep]
+        result["NodeNames"] = node_names if node_names is not None else [n for n in (args.node_names or ()) if n in keep]
     return result
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
-from itertools import filterfalse, repeat
-from operator import attrgetter, is_
+from itertools import repeat
+from operator import is_
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -32,10 +32,11 @@ from edge_sched.core.model import CPU, MEMORY, Candidate, NodeInfo, NodeLoad, Pl
 from edge_sched.core.power import NodePower, with_power_demand
 from edge_sched.core.scoring import ScoreWeights, score_nodes
 from edge_sched.errors import KubeConflict, KubeError, KubeNotFound
-from edge_sched.runtime.candidates import CandidateCache, ScoreCache, VerdictCache, candidate_of, judge
+from edge_sched.runtime.candidates import CandidateCache, ScoreCache, VerdictCache, candidate_of, judge, pod_shape
 from edge_sched.runtime.changes import ChangeLog
 from edge_sched.runtime.cluster import ClusterCache
 from edge_sched.runtime.events import EventRecorder
+from edge_sched.runtime.filter_board import FilterBoards, answer_of
 from edge_sched.runtime.metrics import Metrics
 from edge_sched.runtime.plans import (
     PlanStore,
@@ -52,7 +53,6 @@ from edge_sched.settings import Settings
 log = logging.getLogger(__name__)
 
 UNKNOWN_NODE_NOTE = "not in edge-sched's node cache; passed unchecked"
-VERDICT, NODE, REASON, UNJUDGED = (attrgetter(a) for a in ("verdict", "node", "reason", "unjudged"))
 RECENT_DECISIONS = 500
 # Deleted nodes' reusable entries are dropped once this many have piled up.
 FORGET_SLACK = 64
@@ -106,6 +106,7 @@ class Scheduler:
     # Candidates of NodeNames calls, without and with computing power (runtime/rows.py).
     _rows: dict[bool, NodeRows] = attrs.field(factory=lambda: {False: NodeRows(), True: NodeRows()})
     _boards: Boards = attrs.field(factory=Boards)  # prioritize's columns per pod shape
+    _filter_boards: FilterBoards = attrs.field(factory=FilterBoards)  # filter's verdicts per pod shape
 
     # -- inputs --------------------------------------------------------------
     def gather(self, args: wire.ExtenderArgs, *, with_power: bool = False) -> Gathered:
@@ -210,25 +211,23 @@ class Scheduler:
             return wire.filter_result(args, [], {}, {}, error=f"Pod: {exc}")
         pod, with_power = await self._with_power(args, pod, rule5=True)
         gathered = self.gather(args, with_power=with_power)
-        passed: list[str] = list(gathered.unknown)
-        failed: dict[str, str] = dict(gathered.invalid)
-        unresolvable: dict[str, str] = {}
-        unjudged: dict[str, list[str]] = {}
         limits = self.limits
         if gathered.reusable:
-            judgements = self._verdicts.judge(pod, gathered.candidates, limits)
+            judge_all = partial(self._verdicts.judge, pod, limits=limits)
+            answer = self._filter_boards.answer(pod_shape(pod, limits), gathered.candidates, judge_all)
         else:
-            judgements = [judge(pod, c, limits) for c in gathered.candidates]
-        verdicts = list(map(VERDICT, judgements))
-        passed += map(NODE, filterfalse(REASON, verdicts))  # no reason: passed
-        for verdict in filter(REASON, verdicts):
-            (unresolvable if verdict.unresolvable else failed)[verdict.node] = verdict.reason
-        for judged in filter(UNJUDGED, judgements):  # only set on nodes that passed
-            unjudged.setdefault(judged.unjudged, []).append(judged.verdict.node)
+            answer = answer_of([judge(pod, c, limits) for c in gathered.candidates])
         notes = tuple(f"{name}: {UNKNOWN_NODE_NOTE}" for name in gathered.unknown)
-        notes += _power_notes(pod, unjudged)
+        notes += _power_notes(pod, answer.unjudged)
+        failed = answer.failed
+        if gathered.invalid:
+            failed = {**gathered.invalid, **failed}
+        if not gathered.unknown and args.node_names is not None:  # the names sent are the candidates'
+            self.plans.record_filter(pod, answer.feasible, notes)
+            return wire.filter_result(args, answer.passed, failed, answer.unresolvable, node_names=list(answer.passed))
+        passed = [*gathered.unknown, *answer.passed]
         self.plans.record_filter(pod, frozenset(passed), notes)
-        return wire.filter_result(args, passed, failed, unresolvable)
+        return wire.filter_result(args, passed, failed, answer.unresolvable)
 
     # -- prioritize ----------------------------------------------------------
     async def prioritize(self, args: wire.ExtenderArgs) -> wire.HostPriorityList:

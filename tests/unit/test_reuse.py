@@ -200,10 +200,11 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
     assert sources == {PROMETHEUS, UDP_REPORT, STATUS_REPORT, REQUESTS}, sources
 
 
-async def test_prioritize_updates_its_columns_as_without_reuse() -> None:
+async def test_filter_and_prioritize_update_their_columns_as_without_reuse() -> None:
     """Every node measured and named in the same order, a few changing between calls: the
-    scores are updated in place (runtime/score_board.py), including when the change moves the
-    best power availability or the range of values, and must still equal a fresh scheduler's."""
+    verdicts and scores are updated in place (runtime/filter_board.py, score_board.py),
+    including when a change moves a verdict, the best power availability or the range of
+    values, and every answer must still equal a fresh scheduler's."""
     rng = random.Random(1204)
     names = [f"m{i}" for i in range(40)]
     clock = Clock()
@@ -282,6 +283,9 @@ async def test_prioritize_updates_its_columns_as_without_reuse() -> None:
         fresh = Scheduler(cfg, cache, PlanStore(clock=clock, expiration_s=300), metrics, None,
                           wall_clock=clock, usage=Uncached(usage), power=power)  # type: ignore[arg-type]
         before = {shape: (board, board.table) for shape, board in reusing._boards._by_shape.items()}
+        assert await reusing.filter(call) == await fresh.filter(call), step
+        key = call.pod["metadata"]["uid"]
+        assert plans.filter_outcome_for(key) == fresh.plans.filter_outcome_for(key), step
         assert await reusing.prioritize(call) == await fresh.prioritize(call), step
         ours, theirs = plans.get(f"default/p{step}"), fresh.plans.get(f"default/p{step}")
         assert ours is not None and theirs is not None and ours.to_json() == theirs.to_json(), step
