@@ -9,6 +9,7 @@ and we never name a node that was not offered.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
@@ -147,8 +148,10 @@ class HostPriorityList(Sequence[dict[str, Any]]):
     def to_json(self) -> list[dict[str, Any]]:
         return [{"Host": host, "Score": score} for host, score in zip(self.hosts, self.scores)]
 
-    def encode(self) -> bytes:
-        """The JSON bytes `json.dumps(self.to_json(), separators=(",", ":"))` would give."""
+    @functools.cached_property
+    def encoded(self) -> bytes:
+        """The JSON bytes `json.dumps(self.to_json(), separators=(",", ":"))` would give
+        (kept: an answer handed out again, by an unchanged ScoreTable, is not re-encoded)."""
         tails = list(map(_SCORE_TAILS.get, self.scores))
         if None in tails:  # a score outside 0..10 (never from edge-sched): the general encoder
             return json.dumps(self.to_json(), separators=(",", ":"), allow_nan=False).encode()

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from edge_sched.codecs.extender import HostPriorityList
 from edge_sched.core.model import PodDemand
 from edge_sched.core.scoring import best_node
 
@@ -41,7 +42,7 @@ class ScoreTable(Mapping[str, ScoreDetail]):
     Here it is a few lists; a `ScoreDetail` is built only when one is read.
     """
 
-    __slots__ = ("_names", "_scores", "_values", "_components", "_by_name")
+    __slots__ = ("_names", "_scores", "_values", "_components", "_by_name", "_priorities", "_best")
 
     def __init__(
         self,
@@ -55,6 +56,9 @@ class ScoreTable(Mapping[str, ScoreDetail]):
         self._values = tuple(values)
         self._components = {k: tuple(v) for k, v in components.items()}
         self._by_name: dict[str, int] | None = None
+        # Derived once: an unchanged table is handed out again (runtime/score_board.py).
+        self._priorities: HostPriorityList | None = None
+        self._best: tuple[frozenset[str], str | None] | None = None
 
     @property
     def _index(self) -> dict[str, int]:
@@ -88,15 +92,24 @@ class ScoreTable(Mapping[str, ScoreDetail]):
         """node -> the 0..10 score kube-scheduler is told."""
         return dict(zip(self._names, self._scores))
 
+    def priorities(self) -> HostPriorityList:
+        """The scores as prioritize answers them, in column order, each node once."""
+        if self._priorities is None:
+            self._priorities = HostPriorityList.of(self.extender_scores())
+        return self._priorities
+
     def best(self, feasible: frozenset[str]) -> str | None:
         """core/scoring.py `best_node` over the feasible nodes: the highest value, ties to
         the alphabetically first name."""
+        if self._best is not None and self._best[0] is feasible:
+            return self._best[1]
         if feasible.issuperset(self._names):
-            if not self._values:
-                return None
-            top = max(self._values)
-            return min(compress(self._names, map(eq, self._values, repeat(top))))
-        return best_node({n: v for n, v in zip(self._names, self._values) if n in feasible})
+            top = max(self._values, default=None)
+            best = None if top is None else min(compress(self._names, map(eq, self._values, repeat(top))))
+        else:
+            best = best_node({n: v for n, v in zip(self._names, self._values) if n in feasible})
+        self._best = (feasible, best)
+        return best
 
     def with_scores(self, scores: Sequence[int]) -> ScoreTable:
         return ScoreTable(self._names, scores, self._values, self._components)

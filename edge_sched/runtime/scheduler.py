@@ -242,7 +242,10 @@ class Scheduler:
             return wire.HostPriorityList.of(dict.fromkeys(names, 0))
         pod, with_power = await self._with_power(args, pod, rule5=False)
         gathered = self.gather(args, with_power=with_power)
-        scored = self._score(pod, gathered, self._planned(pod, args.pod)).extender_scores()  # in candidate order
+        table = self._score(pod, gathered, self._planned(pod, args.pod))
+        if not gathered.invalid and not gathered.unknown:
+            return table.priorities()
+        scored = table.extender_scores()  # in candidate order
         for name in [*gathered.invalid, *gathered.unknown]:  # nodes not scored get 0
             scored.setdefault(name, 0)
         return wire.HostPriorityList.of(scored)

@@ -82,7 +82,7 @@ def test_filter_result_never_names_nodes_not_offered() -> None:
 def test_host_priority_list_uses_go_names() -> None:
     answer = wire.HostPriorityList.of({"n1": 7})
     assert answer == [{"Host": "n1", "Score": 7}]
-    assert answer.encode() == b'[{"Host":"n1","Score":7}]'
+    assert answer.encoded == b'[{"Host":"n1","Score":7}]'
 
 
 def test_binding_args_any_case() -> None:
@@ -129,5 +129,5 @@ def test_host_priority_list_encodes_as_json_dumps_would() -> None:
     for _ in range(300):
         names = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(rng.randrange(12))]
         answer = wire.HostPriorityList.of({n: rng.choice([0, 3, 10, 11, -1]) for n in names})
-        assert answer.encode() == json.dumps(answer.to_json(), separators=(",", ":")).encode()
-        assert json.loads(answer.encode()) == answer
+        assert answer.encoded == json.dumps(answer.to_json(), separators=(",", ":")).encode()
+        assert json.loads(answer.encoded) == answer

@@ -124,7 +124,7 @@ def _ready(handle: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
 
 
 async def _respond(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = payload.encode() if isinstance(payload, wire.HostPriorityList) else json_bytes(payload)
+    body = payload.encoded if isinstance(payload, wire.HostPriorityList) else json_bytes(payload)
     await send({
         "type": "http.response.start",
         "status": status,
