@@ -13,8 +13,12 @@ node. Every node also has a fresh computing-power report (rule 5 and the power s
 a Prometheus reading: a fake Prometheus in the same process answers the daemon's real poller
 (so filter rule 4 and the score use live usage). The router is disabled (a network round trip
 is not the verb's cost). One more run at 1,000 nodes has no Prometheus (MONITOR_API_URL empty, as
-when it is down): every node's usage then comes from its UDP report. Beside the daemon, the same process serves `POST /echo` (returns the
-request body as it came) with the daemon's own Hypercorn configuration: the baseline.
+when it is down): every node's usage then comes from its UDP report. Two more, at 1,000 and
+5,000 nodes, have churn: the server places a pod on a random node every 3 ms (and removes the
+oldest of the last 500), about one per scheduling cycle, as kube-scheduler's binds change nodes
+between calls; the verbs then rebuild what those nodes changed. Beside the daemon, the same
+process serves `POST /echo` (returns the request body as it came) with the daemon's own
+Hypercorn configuration: the baseline.
 
 The client is a separate process with one keep-alive connection and a minimal HTTP client,
 sending one request at a time as kube-scheduler does (one scheduling cycle at a time), so
@@ -46,14 +50,17 @@ from bench.objects import node_name, node_object, pending_pod, pod_object  # noq
 PODS_PER_NODE = 10
 BLOCK = 20
 DISTINCT_PODS = 64
+CHURN_MS = 3.0  # with churn, a pod placed every 3 ms: about one per scheduling cycle here
+CHURN_PODS = 500
 NODE_COUNTS = (100, 1000, 5000)  # the issue's
 
 
 # -- the server process ------------------------------------------------------------------
 
 
-def _serve(nodes: int, pods_per_node: int, echo_port: int, prom_port: int) -> None:
-    """prom_port 0: no Prometheus, usage from the UDP reports."""
+def _serve(nodes: int, pods_per_node: int, echo_port: int, prom_port: int, churn_ms: float) -> None:
+    """prom_port 0: no Prometheus, usage from the UDP reports; churn_ms > 0: a pod placed on a
+    random node that often (the oldest of the last CHURN_PODS removed), as binds do."""
     import trio
     from functools import partial
 
@@ -88,7 +95,6 @@ def _serve(nodes: int, pods_per_node: int, echo_port: int, prom_port: int) -> No
 
     @prom.get("/api/v1/query")
     async def query() -> Response:
-        nonlocal answers
         # Fresh timestamps each poll, as a real Prometheus gives.
         kind = "memory" if "mem" in request.args.get("query", "").lower() else "cpu"
         return Response(answers[kind].replace(str(now).encode(), str(time.time()).encode()),
@@ -128,16 +134,38 @@ def _serve(nodes: int, pods_per_node: int, echo_port: int, prom_port: int) -> No
                 if trio.current_time() > deadline:
                     raise SystemExit(f"the nodes' usage never came from {expected}")
                 await trio.sleep(0.1)
+            if churn_ms > 0:
+                nursery.start_soon(_churn, daemon.cache, nodes, churn_ms)
             print("ready", flush=True)
 
     trio.run(main)
+
+
+async def _churn(cache: Any, nodes: int, every_ms: float) -> None:
+    import random
+
+    import trio
+
+    from edge_sched.runtime.cluster import PodSink
+
+    sink = PodSink(cache)
+    rng = random.Random(10)
+    placed: list[dict[str, Any]] = []
+    for i in range(10**9):
+        await trio.sleep(every_ms / 1000)
+        pod = pod_object(10**8 + i, node_name(rng.randrange(nodes)))
+        sink.upsert(pod)
+        placed.append(pod)
+        if len(placed) > CHURN_PODS:
+            sink.delete(placed.pop(0))
 
 
 # -- the client ---------------------------------------------------------------------------
 
 
 def start_server(
-    nodes: int, workdir: Path, pods_per_node: int = PODS_PER_NODE, tree: Path | None = None, prometheus: bool = True
+    nodes: int, workdir: Path, pods_per_node: int = PODS_PER_NODE, tree: Path | None = None, prometheus: bool = True,
+    churn_ms: float = 0.0,
 ) -> tuple[subprocess.Popen[str], dict[str, int]]:
     """Start a bench server; `tree`: another checkout whose edge_sched to run (A/B runs);
     without `prometheus`, usage comes from the nodes' UDP reports."""
@@ -156,7 +184,7 @@ def start_server(
         env["EDGE_SCHED_TREE"] = str(Path(tree).resolve())
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(nodes), str(pods_per_node), str(ports["echo"]),
-         str(ports["prom"] if prometheus else 0)],
+         str(ports["prom"] if prometheus else 0), str(churn_ms)],
         env=env, cwd=workdir, stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
@@ -186,11 +214,12 @@ def bodies(nodes: int) -> list[bytes]:
 
 
 def measure(
-    nodes: int, requests: int, workdir: Path, compare: Path | None = None, prometheus: bool = True
+    nodes: int, requests: int, workdir: Path, compare: Path | None = None, prometheus: bool = True,
+    churn_ms: float = 0.0,
 ) -> dict[str, dict[str, float]]:
     """{kind: {p50_ms, p99_ms, rps, n}} for echo, filter and prioritize (and, with `compare`,
     filter@base and prioritize@base served by that checkout, interleaved in the same run)."""
-    servers = [start_server(nodes, workdir, prometheus=prometheus)]
+    servers = [start_server(nodes, workdir, prometheus=prometheus, churn_ms=churn_ms)]
     try:
         if compare is not None:
             servers.append(start_server(nodes, workdir, tree=compare))
@@ -250,16 +279,21 @@ def run(node_counts: Sequence[int] = NODE_COUNTS, requests: int | None = None) -
     """Results entries and printable lines."""
     results: list[dict[str, Any]] = []
     lines = [f"extender verb latency (NodeNames; in-process cache, {PODS_PER_NODE} pods/node); machine: {load_line()}"]
-    # The issue's runs, then one without Prometheus (usage from UDP reports, as when it is down).
+    # The issue's runs (nodes unchanged between calls but for Prometheus polls), then at 1,000
+    # nodes one without Prometheus (usage from UDP reports, as when it is down), then the
+    # largest two with churn (a pod placed every CHURN_MS, as binds do while pods are scheduled).
     udp_nodes = 1000 if 1000 in node_counts else node_counts[-1]
-    runs = [(n, True) for n in node_counts] + [(udp_nodes, False)]
+    runs = [(n, True, 0.0) for n in node_counts] + [(udp_nodes, False, 0.0)]
+    runs += [(n, True, CHURN_MS) for n in sorted(node_counts)[-2:]]
     with tempfile.TemporaryDirectory() as tmp:
-        for n, prometheus in runs:
-            m = measure(n, requests or default_requests(n), Path(tmp), prometheus=prometheus)
+        for n, prometheus, churn_ms in runs:
+            m = measure(n, requests or default_requests(n), Path(tmp), prometheus=prometheus, churn_ms=churn_ms)
             echo = m["echo"]
-            label = f"@{n} nodes" if prometheus else f"@{n} nodes, UDP usage"
+            label = f"@{n} nodes" + ("" if prometheus else ", UDP usage") + (", churn" if churn_ms else "")
+            what = ("" if prometheus else "; no Prometheus, usage from UDP reports") + (
+                f"; a pod placed every {churn_ms:g} ms" if churn_ms else "")
             lines.append(
-                f"  {n:>5} nodes ({echo['body_kib']:.0f} KiB request{'' if prometheus else '; no Prometheus, usage from UDP reports'}): "
+                f"  {n:>5} nodes ({echo['body_kib']:.0f} KiB request{what}): "
                 f"echo p50 {echo['p50_ms']:.2f} ms p99 {echo['p99_ms']:.2f} ms {echo['rps']:.0f} req/s; load {machine()['load1']:.2f}"
             )
             for verb in ("filter", "prioritize"):
@@ -269,7 +303,7 @@ def run(node_counts: Sequence[int] = NODE_COUNTS, requests: int | None = None) -
                     f"p99 {v['p99_ms']:.2f} ms ({v['p99_ms'] / echo['p99_ms']:.2f}x), {v['rps']:.0f} req/s "
                     f"({v['rps'] / echo['rps']:.2f}x)"
                 )
-                targeted = prometheus and n in (1000, 5000)
+                targeted = prometheus and not churn_ms and n in (1000, 5000)
                 p50_target = "ratio <= 1.5 (p50 vs echo p50)" if targeted and n == 1000 else None
                 p50_met = (v["p50_ms"] / echo["p50_ms"] <= 1.5) if p50_target else None
                 results.append(entry(f"{verb} p50 {label}", v["p50_ms"], "ms", echo["p50_ms"], p50_target, p50_met))
@@ -285,7 +319,7 @@ def main() -> int:
         if os.environ.get("EDGE_SCHED_TREE"):  # run another checkout's edge_sched (A/B)
             sys.path.insert(0, os.environ["EDGE_SCHED_TREE"])
         nodes, pods_per_node, echo_port, prom_port = map(int, sys.argv[2:6])
-        _serve(nodes, pods_per_node, echo_port, prom_port)
+        _serve(nodes, pods_per_node, echo_port, prom_port, float(sys.argv[6]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=list(NODE_COUNTS))

@@ -8,7 +8,6 @@ profile `edge-scheduler` (nodeCacheCapable: true, NodeNames on the wire) and
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
