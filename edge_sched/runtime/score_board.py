@@ -12,8 +12,10 @@ by the same functions in the same order as a fresh board's, so they are equal to
 bit (tests/unit/test_reuse.py compares every answer with a scheduler that keeps nothing).
 
 A board is rebuilt whole when the call names other nodes (another length), when more than a
-quarter of the candidates changed, or when a candidate has no measured usage (its score then
-depends on the median usage of the others, see core/scoring.py NeutralUsage).
+quarter of the candidates changed, or when some candidates have a measured usage that others
+lack: an unmeasured node is scored with the median usage of the measured ones (core/scoring.py
+NeutralUsage), so its score depends on other nodes. When every candidate is measured alike
+(all of them, or none, as in a cluster without Prometheus or reports), it does not.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import attrs
 
 from edge_sched.core.model import Candidate, PodDemand
 from edge_sched.core.power import ComputeType, PowerWeights, TermScale, blend, node_term, term_scale, usable_power
-from edge_sched.core.scoring import MAX_EXTENDER_SCORE, NodeScore, is_measured
+from edge_sched.core.scoring import MAX_EXTENDER_SCORE, NodeScore
 from edge_sched.runtime.plans import ScoreTable
 
 # Scores a board's candidates: (candidates) -> their resource scores, in order.
@@ -62,7 +64,8 @@ class Board:
     span: tuple[float, float]  # (low, high) of the values
     ints: list[int]
     table: ScoreTable
-    measured: bool  # every candidate's usage is measured: the board can be updated
+    # What every candidate has measured, (cpu, memory); None when they differ (no updates).
+    measures: tuple[bool, bool] | None
 
 
 def _scale(board: Board, pod: PodDemand, power: PowerContext | None) -> TermScale:
@@ -71,6 +74,12 @@ def _scale(board: Board, pod: PodDemand, power: PowerContext | None) -> TermScal
     reported = [k for k, column in board.reports.items() if True in column]
     best = {k: max(column, default=0.0) for k, column in board.usable.items()}
     return term_scale(pod.power_demand, reported, best, power.weights, gpu_preference=power.gpu_preference)
+
+
+def _measures(candidates: list[Candidate]) -> tuple[bool, bool] | None:
+    """Which of cpu and memory usage every candidate has measured; None when they differ."""
+    kinds = {(c.cpu_usage is not None, c.memory_usage is not None) for c in candidates}
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def _ints(values: list[float], span: tuple[float, float]) -> list[int]:
@@ -108,7 +117,7 @@ def build(pod: PodDemand, candidates: list[Candidate], score: Scorer, power: Pow
         span=(0.0, 0.0),
         ints=[],
         table=ScoreTable((), (), (), {}),
-        measured=all(map(is_measured, candidates)),
+        measures=_measures(candidates),
     )
     board.scale = _scale(board, pod, power)
     if board.scale.applies:
@@ -124,13 +133,13 @@ def build(pod: PodDemand, candidates: list[Candidate], score: Scorer, power: Pow
 
 def update(board: Board, pod: PodDemand, candidates: list[Candidate], score: Scorer, power: PowerContext | None) -> Board:
     """`board` brought to `candidates` (a new board when it cannot be updated)."""
-    if len(candidates) != len(board.candidates) or not board.measured:
+    if len(candidates) != len(board.candidates) or board.measures is None:
         return build(pod, candidates, score, power)
     changed = list(compress(count(), map(is_not, candidates, board.candidates)))
     if not changed:
         return board
     fresh = [candidates[i] for i in changed]
-    if len(changed) * REBUILD_SHARE > len(candidates) or not all(map(is_measured, fresh)):
+    if len(changed) * REBUILD_SHARE > len(candidates) or _measures(fresh) != board.measures:
         return build(pod, candidates, score, power)
     for i, cand, s in zip(changed, fresh, score(fresh)):
         board.candidates[i] = cand

@@ -200,11 +200,13 @@ async def test_verbs_answer_as_without_reuse_after_every_change(stale_policy: st
     assert sources == {PROMETHEUS, UDP_REPORT, STATUS_REPORT, REQUESTS}, sources
 
 
-async def test_filter_and_prioritize_update_their_columns_as_without_reuse() -> None:
+@pytest.mark.parametrize("measured", [("cpu", "memory"), ("cpu",), ()])
+async def test_filter_and_prioritize_update_their_columns_as_without_reuse(measured: tuple[str, ...]) -> None:
     """Every node measured and named in the same order, a few changing between calls: the
     verdicts and scores are updated in place (runtime/filter_board.py, score_board.py),
     including when a change moves a verdict, the best power availability or the range of
-    values, and every answer must still equal a fresh scheduler's."""
+    values, and every answer must still equal a fresh scheduler's. `measured`: the resources
+    Prometheus has series for (none: every node scored from its requests alike)."""
     rng = random.Random(1204)
     names = [f"m{i}" for i in range(40)]
     clock = Clock()
@@ -223,7 +225,7 @@ async def test_filter_and_prioritize_update_their_columns_as_without_reuse() -> 
     reusing = Scheduler(cfg, cache, plans, metrics, None, wall_clock=clock, usage=usage, power=power)
     cache.replace_nodes([attrs.evolve(node(rng, "n0"), name=n, addresses=()) for n in names])
     cache.replace_pods([])
-    readings = {r: {n: rng.random() for n in names} for r in ("cpu", "memory")}
+    readings = {r: {n: rng.random() for n in names} for r in measured}
 
     def publish(resource: str, aged: str | None = None) -> None:
         """`aged`: a node whose reading is nearly a minute old, so it alone ages out at the
@@ -232,19 +234,23 @@ async def test_filter_and_prioritize_update_their_columns_as_without_reuse() -> 
         usage.publish(PROMETHEUS, resource, SeriesIndex.of_nodes(index))
 
     def reading() -> None:
-        resource = rng.choice(["cpu", "memory"])
+        if not measured:
+            return
+        resource = rng.choice(measured)
         for n in names:  # series gone missing come back
             readings[resource].setdefault(n, rng.random())
         readings[resource][rng.choice(names)] = rng.choice([0.0, 0.99, rng.random()])  # extremes move the range
         publish(resource)
 
     def missing() -> None:  # a node's series goes missing (its score then uses the others' median), or come back
-        for resource in ("cpu", "memory"):
+        if not measured:
+            return
+        for resource in measured:
             if len(readings[resource]) < len(names):
                 readings[resource].update({n: rng.random() for n in names if n not in readings[resource]})
                 publish(resource)
                 return
-        resource = rng.choice(["cpu", "memory"])
+        resource = rng.choice(measured)
         del readings[resource][rng.choice(names)]
         publish(resource)
 
@@ -253,14 +259,14 @@ async def test_filter_and_prioritize_update_their_columns_as_without_reuse() -> 
         units = (PowerUnit(rng.choice([10.0, 80.0]), rng.randrange(0, 100), 16.0),)
         power.store.apply(PowerReport(1, (HostPower(name, ComputeType.GPU, 16, 8, units),)))
 
-    for resource in ("cpu", "memory"):
+    for resource in measured:
         publish(resource)
     for n in names:  # CPU only: the first GPU report brings the GPU type into the term
         power.store.apply(PowerReport(1, (HostPower(n, ComputeType.CPU, 16, 8, (PowerUnit(2.5, rng.randrange(100)),) * 4),)))
     changes = [  # readings and missing series replace every node's usage: a rebuild; the rest, updates
         reading,
         missing,
-        lambda: publish(rng.choice(["cpu", "memory"]), aged=rng.choice(names)),
+        lambda: publish(rng.choice(measured), aged=rng.choice(names)) if measured else None,
         gpu_report,
         gpu_report,
         lambda: power.store.apply(report(rng, rng.choice(names))),
