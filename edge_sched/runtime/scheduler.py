@@ -279,7 +279,10 @@ class Scheduler:
         if self.power is not None:
             power = PowerContext(self.power.weights, self.settings.scheduler.enable_gpu_scheduling)
         if not gathered.reusable:
-            return build(pod, gathered.candidates, lambda cands: score_nodes(pod, cands, weights), power).table
+            # Node objects may name a node twice with different contents: the last one counts,
+            # at the first one's place (as kube-scheduler reads our answer, by name).
+            last = list({c.name: c for c in gathered.candidates}.values())
+            return build(pod, last, lambda cands: score_nodes(pod, cands, weights), power).table
         demand = pod.power_demand
         shape = (
             pod.requests.get(CPU, 0), pod.requests.get(MEMORY, 0), weights, power,

@@ -124,6 +124,19 @@ async def test_filter_node_objects_pass_through_intact() -> None:
     assert big["FailedNodes"] == {"node-a": "insufficient cpu (need 3, free 2)"}
 
 
+async def test_node_object_sent_twice_scores_as_its_last_copy() -> None:
+    # As kube-scheduler reads the answer (by name): one score per node, from the last copy
+    # sent; the range and the plan's pick see only that copy (found in review).
+    sched, _ = make()
+    def obj(name: str, cpu: str) -> dict[str, Any]:
+        return {"metadata": {"name": name}, "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"}}}
+    call = wire.parse_extender_args({"Pod": pod("500m"), "Nodes": {"items": [obj("x", "16"), obj("y", "4"), obj("x", "1")]}})
+    await sched.filter(call)
+    assert list(await sched.prioritize(call)) == [{"Host": "x", "Score": 0}, {"Host": "y", "Score": 10}]
+    plan = sched.plans.get("default/p1")
+    assert plan is not None and plan.selected == "y"
+
+
 async def test_filter_invalid_pod_quantity_is_an_error_not_a_node_failure() -> None:
     sched, _ = make()
     result = await sched.filter(wire.parse_extender_args({"Pod": pod("1b"), "NodeNames": ["node-a"]}))
