@@ -11,6 +11,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -122,3 +123,9 @@ def timed(client: RawHttp, raw: bytes) -> tuple[float, int]:
     started = time.perf_counter()
     status, _ = client.send(raw)
     return time.perf_counter() - started, status
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -17,7 +17,9 @@ running, waits until they all exist, then starts the scheduler and times from th
 bound to the last (a thread polls the count of unbound pods every 0.1 s, metadata-only lists,
 from before the scheduler starts, so nothing bound while it comes up escapes the timing).
 Rounds run A B B A (default, edge, edge, default), half the pods each, so that a change of the
-machine's load during the run weighs on both profiles alike. pods/s per profile = all its pods
+machine's load during the run weighs on both profiles alike. After each edge round the daemon's
+side is printed: its mean time per filter, prioritize and bind call (its own duration histogram,
+from a request's arrival to the answer's hand-off) and its CPU use, from the scheduler's start. pods/s per profile = all its pods
 / the sum of its rounds' times.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -33,12 +36,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
+import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import entry, load_line, machine  # noqa: E402
+from bench.common import cpu_seconds, entry, load_line, machine  # noqa: E402
 from tests.cluster import ControlPlane, EdgeSchedDaemon, NodeSpec, free_port, kube_bin_dir  # noqa: E402
 from tests.cluster.stack import daemon_kubeconfig, pod_manifest  # noqa: E402
 
@@ -112,6 +117,39 @@ class UnboundPoller(threading.Thread):
         return min(t for t, left in self.samples if left == 0) - start
 
 
+@attrs.frozen
+class DaemonSide:
+    """What the daemon says of itself: its verb durations (sum, count per verb, from its
+    `edge_sched_extender_request_duration_seconds`, measured from the request's arrival to
+    the answer's hand-off) and its CPU time; read before and after an edge round."""
+
+    durations: dict[tuple[str, str], float]
+    cpu_s: float
+    at: float
+
+    @classmethod
+    def read(cls, daemon: EdgeSchedDaemon) -> DaemonSide:
+        text = httpx.get(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=10).text
+        durations = {
+            (m["verb"], m["kind"]): float(m["value"])
+            for m in re.finditer(r'^edge_sched_extender_request_duration_seconds_(?P<kind>sum|count)'
+                                 r'\{verb="(?P<verb>\w+)"\} (?P<value>\S+)$', text, re.MULTILINE)
+        }
+        pid = daemon.proc.pid
+        assert pid is not None, "the daemon is not running"
+        return cls(durations, cpu_seconds(pid), time.monotonic())
+
+    def since(self, before: DaemonSide) -> str:
+        """`daemon: filter 8.1 ms, prioritize ..., bind ... mean per call; CPU 51 % of a core`."""
+        means = []
+        for verb in ("filter", "prioritize", "bind"):
+            calls = self.durations.get((verb, "count"), 0.0) - before.durations.get((verb, "count"), 0.0)
+            spent = self.durations.get((verb, "sum"), 0.0) - before.durations.get((verb, "sum"), 0.0)
+            means.append(f"{verb} {1000 * spent / calls:.1f} ms" if calls else f"{verb} -")
+        busy = (self.cpu_s - before.cpu_s) / (self.at - before.at)
+        return f"daemon side: {', '.join(means)} per call (arrival to answer); CPU {100 * busy:.0f} % of a core"
+
+
 def timed_round(cp: ControlPlane, profile: str, extender_url: str | None, namespace: str, count: int,
                 timeout_s: float) -> tuple[float, float]:
     """(seconds from the first pod bound to the last, load average at the end)."""
@@ -158,10 +196,13 @@ def run(
                     names = [f"p-{j:05d}" for j in range(half)]
                     create_pods(cp, namespace, PROFILES[profile], names)
                     url = daemon.api_url if profile == "edge" else None
+                    before = DaemonSide.read(daemon)
                     took, load = timed_round(cp, profile, url, namespace, half, timeout_s)
                     spent[profile] += took
                     lines.append(f"  round {i + 1} {profile:>7}: {half} pods in {took:.1f}s = {half / took:.1f} pods/s "
                                  f"(load {load:.2f})")
+                    if profile == "edge":
+                        lines.append("      " + DaemonSide.read(daemon).since(before))
                 if not daemon.alive:
                     raise SystemExit("edge-sched exited during the benchmark:\n" + daemon.log_tail())
             finally:

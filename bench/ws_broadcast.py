@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -44,7 +43,7 @@ import trio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import entry, load_line, pct  # noqa: E402
+from bench.common import cpu_seconds, entry, load_line, pct  # noqa: E402
 from edge_sched.codecs.power_report import encode_report  # noqa: E402
 from edge_sched.core.power import ComputeType, HostPower, PowerReport, PowerUnit  # noqa: E402
 from tests.cluster.daemon import EdgeSchedDaemon  # noqa: E402
@@ -92,12 +91,6 @@ def worker_main(port: int, clients: int, seconds: float, offset: int) -> None:
 
 
 # -- the run ------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def build_cpu_ms(nodes: int, rounds: int = 5) -> float:
