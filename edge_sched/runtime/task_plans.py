@@ -212,6 +212,9 @@ class PodNodes:
     def replace(self, objects: list[dict[str, Any]]) -> None:
         for obj in objects:
             self._note(obj)
+        # A (re)list is news even when it adds nothing: the deployer waits for every cache to
+        # have listed before it loads stored plans, and an empty list must wake it too.
+        self.signal.touch()
 
     def upsert(self, obj: dict[str, Any]) -> None:
         self._note(obj)

@@ -508,3 +508,24 @@ async def test_a_refused_listing_shows_in_health(autojump_clock: trio.testing.Mo
     assert service.health() == (
         'starting (listing stored plans failed: HTTP 403: configmaps is forbidden in the namespace "edge-scheduler")'
     )
+
+
+async def test_loads_when_the_plan_pods_are_listed_last_and_there_are_none(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The deployer waits for its three caches before loading stored plans. An empty list of
+    plan pods, arriving after the other two, must wake it too (it once did not, and the
+    deployer stayed "starting" until some owned object changed: seen in CI)."""
+
+    class PodsListedLast(FakeApi):
+        async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                          body: Any = None) -> dict[str, Any]:
+            if method == "GET" and path == "/api/v1/pods":
+                await trio.sleep(1)
+            return await super().request(method, path, params=params, body=body)
+
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(60):
+            service = await start_service(nursery, PodsListedLast(), settings())
+        assert service.health().startswith("ready")
+        nursery.cancel_scope.cancel()
