@@ -92,7 +92,6 @@ def filter_result(
 ) -> dict[str, Any]:
     """ExtenderFilterResult in the same node form the request used. `node_names`: the
     `NodeNames` answer when the caller already has it (the names sent that passed, in order)."""
-    keep = set(passed) if node_names is None else set()
     result: dict[str, Any] = {
         "Nodes": None,
         "NodeNames": None,
@@ -101,12 +100,16 @@ def filter_result(
         "Error": error,
     }
     if args.node_objects is not None:
+        keep = set(passed)
         items = [obj for obj in args.node_objects if node_object_name(obj) in keep]
         node_list = dict(args.node_list or {})
         node_list["items"] = items
         result["Nodes"] = node_list
     else:
-        result["NodeNames"] = node_names if node_names is not None else [n for n in (args.node_names or ()) if n in keep]
+        if node_names is None:
+            keep = set(passed)
+            node_names = [n for n in (args.node_names or ()) if n in keep]
+        result["NodeNames"] = node_names
     return result
 
 

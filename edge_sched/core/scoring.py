@@ -7,7 +7,7 @@ plans and the scores endpoint can show the exact values behind a decision.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -125,13 +125,16 @@ def to_extender_scores(values: Mapping[str, float]) -> dict[str, int]:
     """
     if not values:
         return {}
-    low, high = min(values.values()), max(values.values())
+    column = list(values.values())
+    return dict(zip(values, scaled_scores(column, min(column), max(column))))
+
+
+def scaled_scores(values: Sequence[float], low: float, high: float) -> list[int]:
+    """`to_extender_scores` over a column whose range (`low`, `high`) is already known."""
     span = high - low
     if span <= 1e-9:
-        return {node: MAX_EXTENDER_SCORE for node in values}
-    return {
-        node: round(MAX_EXTENDER_SCORE * (value - low) / span) for node, value in values.items()
-    }
+        return [MAX_EXTENDER_SCORE] * len(values)
+    return [round(MAX_EXTENDER_SCORE * (value - low) / span) for value in values]
 
 
 def best_node(values: Mapping[str, float]) -> str | None:

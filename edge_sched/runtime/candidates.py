@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from itertools import repeat
-from operator import is_
+from itertools import compress, count, repeat
+from operator import is_, is_not
 from typing import Generic, TypeVar
 
 import attrs
@@ -187,13 +187,33 @@ class ScoreCache:
 def _shape_entry(by_shape: OrderedDict[Hashable, _Kept[T]], shape: Hashable, limit: int) -> _Kept[T]:
     """The entries kept for `shape` (new and empty if it had none), most recently used last."""
     kept = by_shape.get(shape)
-    if kept is None:
-        kept = by_shape[shape] = _Kept()
-        while len(by_shape) > limit:
-            by_shape.popitem(last=False)
-    else:
-        by_shape.move_to_end(shape)
-    return kept
+    return remember(by_shape, shape, _Kept() if kept is None else kept, limit)
+
+
+V = TypeVar("V")
+
+
+def remember(by_shape: OrderedDict[Hashable, V], shape: Hashable, value: V, limit: int) -> V:
+    """Keep `value` for `shape` as the most recently used, dropping the least recently used
+    shapes past `limit`."""
+    by_shape[shape] = value
+    by_shape.move_to_end(shape)
+    while len(by_shape) > limit:
+        by_shape.popitem(last=False)
+    return value
+
+
+# Past a quarter of a column's candidates changed, building it anew is as cheap as updating.
+REBUILD_SHARE = 4
+
+
+def changed_positions(candidates: list[Candidate], kept: list[Candidate]) -> list[int] | None:
+    """Where `candidates` differ from a column's `kept` ones (by identity); None when the
+    column should be built anew: another length, or more than a quarter changed."""
+    if len(candidates) != len(kept):
+        return None
+    changed = list(compress(count(), map(is_not, candidates, kept)))
+    return None if len(changed) * REBUILD_SHARE > len(candidates) else changed
 
 
 def _forget(by_shape: OrderedDict[Hashable, _Kept[T]], names: set[str]) -> None:

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from itertools import compress, count, filterfalse
-from operator import attrgetter, is_not
+from itertools import filterfalse
+from operator import attrgetter
 
 import attrs
 
 from edge_sched.core.model import Candidate
-from edge_sched.runtime.candidates import Judged
+from edge_sched.runtime.candidates import Judged, changed_positions, remember
 
 # Judges candidates: (candidates) -> their judgements, in order.
 Judge = Callable[[list[Candidate]], Sequence[Judged]]
 
 SHAPES = 16  # columns kept (least recently used dropped)
-REBUILD_SHARE = 4  # past a quarter of the candidates changed, build the column anew
 
 VERDICT, NODE, REASON, UNJUDGED = (attrgetter(a) for a in ("verdict", "node", "reason", "unjudged"))
 
@@ -67,13 +66,11 @@ def _build(candidates: list[Candidate], judge: Judge) -> Column:
 
 
 def _update(column: Column, candidates: list[Candidate], judge: Judge) -> Column:
-    if len(candidates) != len(column.candidates):
+    changed = changed_positions(candidates, column.candidates)
+    if changed is None:
         return _build(candidates, judge)
-    changed = list(compress(count(), map(is_not, candidates, column.candidates)))
     if not changed:
         return column
-    if len(changed) * REBUILD_SHARE > len(candidates):
-        return _build(candidates, judge)
     moved = False
     for i, judged in zip(changed, judge([candidates[i] for i in changed])):
         old = column.judgements[i]
@@ -93,8 +90,4 @@ class FilterBoards:
     def answer(self, shape: Hashable, candidates: list[Candidate], judge: Judge) -> FilterAnswer:
         kept = self._by_shape.get(shape)
         column = _build(candidates, judge) if kept is None else _update(kept, candidates, judge)
-        self._by_shape[shape] = column
-        self._by_shape.move_to_end(shape)
-        while len(self._by_shape) > self.shapes:
-            self._by_shape.popitem(last=False)
-        return column.answer
+        return remember(self._by_shape, shape, column, self.shapes).answer

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from itertools import compress, count
-from operator import is_not
 
 import attrs
 
 from edge_sched.core.model import Candidate, PodDemand
 from edge_sched.core.power import ComputeType, PowerWeights, TermScale, blend, node_term, term_scale, usable_power
-from edge_sched.core.scoring import MAX_EXTENDER_SCORE, NodeScore
+from edge_sched.core.scoring import NodeScore, scaled_scores
+from edge_sched.runtime.candidates import changed_positions, remember
 from edge_sched.runtime.plans import ScoreTable
 
 # Scores a board's candidates: (candidates) -> their resource scores, in order.
@@ -37,8 +36,6 @@ Scorer = Callable[[list[Candidate]], list[NodeScore]]
 
 # Boards kept (least recently used dropped); each holds a few columns per node.
 SHAPES = 16
-# Past this share of changed candidates, a whole rebuild is as cheap as an update.
-REBUILD_SHARE = 4
 
 
 @attrs.frozen
@@ -82,15 +79,6 @@ def _measures(candidates: list[Candidate]) -> tuple[bool, bool] | None:
     return kinds.pop() if len(kinds) == 1 else None
 
 
-def _ints(values: list[float], span: tuple[float, float]) -> list[int]:
-    """core/scoring.py `to_extender_scores` over a column."""
-    low, high = span
-    width = high - low
-    if width <= 1e-9:
-        return [MAX_EXTENDER_SCORE] * len(values)
-    return [round(MAX_EXTENDER_SCORE * (v - low) / width) for v in values]
-
-
 def _table(board: Board) -> ScoreTable:
     components = {"cpu_free": board.cpu_free, "memory_free": board.memory_free}
     if board.scale.applies:
@@ -126,20 +114,20 @@ def build(pod: PodDemand, candidates: list[Candidate], score: Scorer, power: Pow
     else:
         board.values = list(board.resource)
     board.span = (min(board.values, default=0.0), max(board.values, default=0.0))
-    board.ints = _ints(board.values, board.span)
+    board.ints = scaled_scores(board.values, *board.span)
     board.table = _table(board)
     return board
 
 
 def update(board: Board, pod: PodDemand, candidates: list[Candidate], score: Scorer, power: PowerContext | None) -> Board:
     """`board` brought to `candidates` (a new board when it cannot be updated)."""
-    if len(candidates) != len(board.candidates) or board.measures is None:
+    changed = changed_positions(candidates, board.candidates) if board.measures is not None else None
+    if changed is None:
         return build(pod, candidates, score, power)
-    changed = list(compress(count(), map(is_not, candidates, board.candidates)))
     if not changed:
         return board
     fresh = [candidates[i] for i in changed]
-    if len(changed) * REBUILD_SHARE > len(candidates) or _measures(fresh) != board.measures:
+    if _measures(fresh) != board.measures:
         return build(pod, candidates, score, power)
     for i, cand, s in zip(changed, fresh, score(fresh)):
         board.candidates[i] = cand
@@ -166,9 +154,9 @@ def update(board: Board, pod: PodDemand, candidates: list[Candidate], score: Sco
     span = (min(board.values), max(board.values))
     if rescaled or span != board.span:  # every value, or the range they are scaled over, moved
         board.span = span
-        board.ints = _ints(board.values, span)
+        board.ints = scaled_scores(board.values, *span)
     else:
-        for i, v in zip(changed, _ints([board.values[i] for i in changed], span)):
+        for i, v in zip(changed, scaled_scores([board.values[i] for i in changed], *span)):
             board.ints[i] = v
     board.table = _table(board)
     return board
@@ -186,8 +174,4 @@ class Boards:
     ) -> ScoreTable:
         kept = self._by_shape.get(shape)
         board = build(pod, candidates, score, power) if kept is None else update(kept, pod, candidates, score, power)
-        self._by_shape[shape] = board
-        self._by_shape.move_to_end(shape)
-        while len(self._by_shape) > self.shapes:
-            self._by_shape.popitem(last=False)
-        return board.table
+        return remember(self._by_shape, shape, board, self.shapes).table
